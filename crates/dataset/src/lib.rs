@@ -1,0 +1,1 @@
+//! ISIC2018 data: index, lesion-aware splits, synthetic data set.

@@ -1,0 +1,1 @@
+//! Montabone–Soto static fine-grained saliency (OpenCV's `StaticSaliencyFineGrained`), bit-exact.

@@ -1,0 +1,1 @@
+//! Supervised contrastive losses: SupCon and PaCo with a class-labelled queue.
