@@ -1,1 +1,16 @@
-//! ISIC2018 data: index, lesion-aware splits, synthetic data set.
+//! ISIC2018 skin-lesion data for SPMix: reading the official layouts (ISIC2018 Task 3 and HAM10000),
+//! deterministic lesion-aware splits, a synthetic data set in the ISIC layout, joint image+saliency
+//! augmentation, samplers and a parallel batch loader.
+
+pub mod classes;
+pub mod error;
+pub mod split_files;
+
+pub mod augment;
+pub mod data_set;
+pub mod loader;
+pub mod sampler;
+
+pub use classes::{Group, IsicClass, NUM_CLASSES};
+pub use error::{DatasetError, Result};
+pub use split_files::{read_split_csv, saliency_path, SplitManifest, SplitRow};

@@ -1,0 +1,1 @@
+//! Joint image + saliency augmentation (issue 7; being written).

@@ -1,0 +1,1 @@
+//! Parallel batch loader (issue 7; being written).

@@ -1,0 +1,1 @@
+//! Instance-balanced and class-balanced samplers (issue 7; being written).
