@@ -52,12 +52,10 @@ pub fn load_image(path: &Path) -> Result<DynamicImage, SaliencyError> {
         .with_guessed_format()
         .map_err(read_err)?
         .decode()
-        .map_err(|source| match source {
-            image::ImageError::IoError(source) => read_err(source),
-            source => SaliencyError::Decode {
-                path: path.to_owned(),
-                source,
-            },
+        // The file opened, so an I/O error here is a truncated or unreadable body: a decode error.
+        .map_err(|source| SaliencyError::Decode {
+            path: path.to_owned(),
+            source,
         })
 }
 
