@@ -157,10 +157,14 @@ impl SupConLoss {
             .where_cond(&logits.detach(), &neg_inf)?
             .max_keepdim(D::Minus1)?;
         let shifted = logits.broadcast_sub(&row_max)?;
-        let not_self = not_self.to_dtype(dtype)?;
-        let log_denominator = (shifted.exp()? * &not_self)?
+        // Mask before the exp: the self term, up to 2/T above the shift, overflows f32 at small T
+        // and `inf * 0` would be NaN.
+        let log_denominator = not_self
+            .where_cond(&shifted, &neg_inf)?
+            .exp()?
             .sum_keepdim(D::Minus1)?
             .log()?;
+        let not_self = not_self.to_dtype(dtype)?;
         let log_prob = shifted.broadcast_sub(&log_denominator)?;
 
         let positives = (eq_mask(&anchor_labels, &contrast_labels, dtype)? * &not_self)?;
