@@ -1,1 +1,38 @@
-//! candle Hybrid-ViT (ResNet-50-D trunk + ViT), projection heads and momentum key network.
+//! candle Hybrid-ViT (ResNet-50-D trunk + ViT), projection heads and momentum key network,
+//! numerically the same network as timm's (parity-tested against timm fixtures).
+//!
+//! The encoder exposes the seam SPMix mixes at: [`HybridVit::embed_t`] turns images
+//! `(B, 3, S, S)` into tokens `(B, N, C)`, [`HybridVit::encode`] turns (mixed) tokens into the
+//! cls feature `(B, C)`. Variable names equal timm's, so timm state dicts saved as safetensors
+//! load as they are; a plain timm `resnet50d` state dict loads into the trunk.
+//!
+//! ```no_run
+//! use candle_core::{Device, Tensor};
+//! let cfg = model::ModelConfig::from_toml_file("configs/spmix.toml")?;
+//! let net = model::QueryNetwork::new(&cfg, &Device::Cpu)?;
+//! net.load_resnet_trunk("resnet50d.safetensors")?;
+//! let images = Tensor::zeros((2, 3, 224, 224), candle_core::DType::F32, &Device::Cpu)?;
+//! let tokens = net.encoder().embed_t(&images, true)?; // (2, 196, 768)
+//! let features = net.encoder().encode(&tokens)?; // (2, 768)
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod heads;
+pub mod layers;
+pub mod loading;
+pub mod max_pool;
+pub mod momentum;
+pub mod network;
+pub mod resnet;
+pub mod vit;
+
+pub use config::ModelConfig;
+pub use error::{ModelError, Result};
+pub use heads::MlpHead;
+pub use loading::{LoadOptions, LoadReport};
+pub use momentum::MomentumKeyNetwork;
+pub use network::QueryNetwork;
+pub use resnet::ResNetTrunk;
+pub use vit::HybridVit;

@@ -1,0 +1,87 @@
+//! Projection heads and the linear classifier.
+//!
+//! - [`MlpHead`]: `(B, dims[0])` -> `(B, dims[last])`; per layer Linear (no bias), BatchNorm1d,
+//!   ReLU, except the last layer: Linear, BatchNorm1d without affine, no ReLU (MoCo v3's
+//!   `_build_mlp`). Names `{prefix}.{3i}.weight` (Linear) and `{prefix}.{3i+1}.*` (BN), as an
+//!   `nn.Sequential` numbers them. Projector: `[768, 4096, 4096, 256]`, predictor: `[256, 4096, 256]`.
+//! - [`classifier`]: Linear with bias `(B, C)` -> `(B, classes)`, timm's `head.*`.
+
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, Init, VarBuilder};
+
+use crate::layers::{batch_norm, Linear};
+
+fn default_linear_init(fan_in: usize) -> Init {
+    // PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    let b = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform { lo: -b, up: b }
+}
+
+/// MLP head of Linear/BatchNorm1d/ReLU layers: `(B, dims[0])` -> `(B, dims[last])`.
+#[derive(Debug, Clone)]
+pub struct MlpHead {
+    layers: Vec<(Linear, BatchNorm)>,
+}
+
+impl MlpHead {
+    /// Builds a head with `dims.len() - 1` layers (at least one) under `vb`.
+    pub fn new(dims: &[usize], vb: VarBuilder) -> Result<Self> {
+        if dims.len() < 2 {
+            candle_core::bail!("MlpHead needs at least two sizes, got {dims:?}");
+        }
+        let n = dims.len() - 1;
+        let layers = (0..n)
+            .map(|i| {
+                let lin = Linear::new(
+                    dims[i],
+                    dims[i + 1],
+                    false,
+                    default_linear_init(dims[i]),
+                    vb.pp(3 * i),
+                )?;
+                let bn = batch_norm(dims[i + 1], i + 1 < n, vb.pp(3 * i + 1))?;
+                Ok((lin, bn))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// The projector `[embed_dim, hidden, hidden, out]`.
+    pub fn projector(embed_dim: usize, hidden: usize, out: usize, vb: VarBuilder) -> Result<Self> {
+        Self::new(&[embed_dim, hidden, hidden, out], vb)
+    }
+
+    /// The predictor `[dim, hidden, dim]`.
+    pub fn predictor(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Self::new(&[dim, hidden, dim], vb)
+    }
+}
+
+impl ModuleT for MlpHead {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let n = self.layers.len();
+        let mut x = x.clone();
+        for (i, (lin, bn)) in self.layers.iter().enumerate() {
+            x = bn.forward_t(&lin.forward(&x)?, train)?;
+            if i + 1 < n {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// Linear classifier `(B, in)` -> `(B, classes)` with bias, timm's ViT head init
+/// (normal std 0.02 in place of trunc-normal, zero bias).
+pub fn classifier(in_dim: usize, classes: usize, vb: VarBuilder) -> Result<Linear> {
+    Linear::new(
+        in_dim,
+        classes,
+        true,
+        Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+        vb,
+    )
+}

@@ -1,0 +1,187 @@
+//! Small layers with gradients everywhere (candle 0.11's fused LayerNorm has no backward).
+//!
+//! - [`Linear`]: `(.., in)` -> `(.., out)`, weight `(out, in)` as PyTorch stores it.
+//! - [`LayerNorm`]: `(.., C)` -> `(.., C)`, composed from primitive ops so it has a backward.
+//! - [`Conv2d`]: `(B, Cin, H, W)` -> `(B, Cout, H', W')`, no bias unless built with one;
+//!   1x1 stride-1 convolutions run as one matmul (far faster backward than candle's conv).
+//! - [`batch_norm`]: candle's BatchNorm (ModuleT), PyTorch's eps 1e-5 and momentum 0.1.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+
+/// Fully connected layer `y = x W^T + b`: input `(.., in)`, output `(.., out)`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Builds `weight` `(out, in)` (and `bias` `(out,)` when `bias`) under `vb`, initialised
+    /// with `init` for the weight and zeros for the bias.
+    pub fn new(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        init: Init,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// The weight `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = dims[dims.len() - 1];
+        // One 2-D gemm instead of a broadcast batched matmul.
+        let x2 = x.reshape(((), in_dim))?;
+        let mut y = x2.matmul(&self.weight.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("rank >= 1") = self.weight.dim(0)?;
+        y.reshape(out_dims)
+    }
+}
+
+/// Layer normalisation over the last dim: `(.., C)` -> `(.., C)`, affine, biased variance.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Builds `weight` (ones) and `bias` (zeros), both `(dim,)`.
+    pub fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get_with_hints(dim, "weight", Init::Const(1.0))?,
+            bias: vb.get_with_hints(dim, "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // Composed ops (like candle_nn::ops::layer_norm_slow) so that gradients flow.
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let xn = xc.broadcast_mul(&(var + self.eps)?.sqrt()?.recip()?)?;
+        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// 2-D convolution, square kernel: `(B, Cin, H, W)` -> `(B, Cout, (H + 2p - k) / s + 1, ..)`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// Builds `weight` `(cout, cin, k, k)` with Kaiming-normal fan-out init (timm's ResNet init).
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let std = (2.0 / (cout * k * k) as f64).sqrt();
+        let weight = vb.get_with_hints(
+            (cout, cin, k, k),
+            "weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        )?;
+        let bias = if bias {
+            let bound = 1.0 / ((cin * k * k) as f64).sqrt();
+            Some(vb.get_with_hints(
+                cout,
+                "bias",
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    /// `(B, Cin, H, W)` -> `(B, Cout, HW)` for a 1x1 stride-1 conv: one batched gemm whose
+    /// backward is two gemms (candle's conv backward goes through a slow transposed conv).
+    pub fn forward_flat_1x1(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, cin, h, w) = x.dims4()?;
+        let cout = self.weight.dim(0)?;
+        let wm = self.weight.reshape((cout, cin))?;
+        let x = x.reshape((b, cin, h * w))?;
+        let mut y = wm.broadcast_left(b)?.matmul(&x)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(&bias.reshape((1, cout, 1))?)?;
+        }
+        Ok(y)
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, k, _) = self.weight.dims4()?;
+        if k == 1 && self.stride == 1 && self.padding == 0 {
+            let (b, _, h, w) = x.dims4()?;
+            let cout = self.weight.dim(0)?;
+            return self.forward_flat_1x1(x)?.reshape((b, cout, h, w));
+        }
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// PyTorch-default BatchNorm (eps 1e-5, momentum 0.1) over dim 1 of `(B, C, ..)`; `affine`
+/// adds `weight`/`bias`. Running stats are `running_mean`/`running_var` in the VarMap and are
+/// updated in train mode with the unbiased batch variance, as PyTorch does.
+pub fn batch_norm(num_features: usize, affine: bool, vb: VarBuilder) -> Result<BatchNorm> {
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        remove_mean: true,
+        affine,
+        momentum: 0.1,
+    };
+    candle_nn::batch_norm(num_features, cfg, vb)
+}
+
+/// True for the names of BatchNorm running statistics (kept in the VarMap, never trained).
+pub fn is_running_stat(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}

@@ -1,0 +1,156 @@
+//! The query network: Hybrid-ViT encoder + projector + predictor + linear classifier, owning
+//! its [`VarMap`] so weights can be loaded, saved and handed to an optimiser.
+//!
+//! Shapes: images `(B, 3, S, S)` -> tokens `(B, N, C)` -> features `(B, C)`;
+//! projector `(B, C)` -> `(B, proj_dim)`; predictor `(B, proj_dim)` -> `(B, proj_dim)`;
+//! classifier `(B, C)` -> logits `(B, num_classes)`.
+//! Variable names: the encoder's are timm's (see [`crate::vit`]); heads are `projector.*`,
+//! `predictor.*` and `head.*` (timm's classifier name).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::heads::{classifier, MlpHead};
+use crate::layers::{is_running_stat, Linear};
+use crate::loading::{self, LoadOptions, LoadReport};
+use crate::vit::HybridVit;
+
+/// Name prefixes of the heads (everything else is the encoder).
+pub const HEAD_PREFIXES: [&str; 3] = ["projector.", "predictor.", "head."];
+
+/// Encoder, projector, predictor and classifier with their variables.
+pub struct QueryNetwork {
+    varmap: VarMap,
+    encoder: HybridVit,
+    projector: MlpHead,
+    predictor: MlpHead,
+    classifier: Linear,
+    cfg: ModelConfig,
+}
+
+impl QueryNetwork {
+    /// Builds the network with random (timm-style) initial weights, f32, on `device`.
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let encoder = HybridVit::new(cfg, vb.clone())?;
+        let projector = MlpHead::projector(
+            cfg.embed_dim,
+            cfg.proj_hidden,
+            cfg.proj_dim,
+            vb.pp("projector"),
+        )?;
+        let predictor = MlpHead::predictor(cfg.proj_dim, cfg.proj_hidden, vb.pp("predictor"))?;
+        let classifier = classifier(cfg.embed_dim, cfg.num_classes, vb.pp("head"))?;
+        Ok(Self {
+            varmap,
+            encoder,
+            projector,
+            predictor,
+            classifier,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// All variables, running statistics included (what a checkpoint saves).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// The encoder (`embed_t`, `encode`).
+    pub fn encoder(&self) -> &HybridVit {
+        &self.encoder
+    }
+
+    /// The projector `(B, C)` -> `(B, proj_dim)`.
+    pub fn projector(&self) -> &MlpHead {
+        &self.projector
+    }
+
+    /// The predictor `(B, proj_dim)` -> `(B, proj_dim)`.
+    pub fn predictor(&self) -> &MlpHead {
+        &self.predictor
+    }
+
+    /// Logits `(B, num_classes)` of features `(B, C)`.
+    pub fn classify(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        self.classifier.forward(features)
+    }
+
+    /// `(q, logits)`: predictor(projector(features)) `(B, proj_dim)` (not normalised) and the
+    /// classifier's logits `(B, num_classes)`.
+    pub fn heads_t(&self, features: &Tensor, train: bool) -> candle_core::Result<(Tensor, Tensor)> {
+        let p = self.projector.forward_t(features, train)?;
+        let q = self.predictor.forward_t(&p, train)?;
+        Ok((q, self.classify(features)?))
+    }
+
+    /// Trainable variables sorted by name (BatchNorm running statistics excluded).
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        named_trainable(&self.varmap)
+    }
+
+    /// A copy of every variable (running statistics included) as a name -> tensor map, for
+    /// checkpoints; later training steps do not change the copy.
+    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(tensor_map(&self.varmap)?)
+    }
+
+    /// Loads a timm-named safetensors file (see [`loading::load_safetensors`]).
+    pub fn load_safetensors(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &LoadOptions,
+    ) -> Result<LoadReport> {
+        loading::load_safetensors(&self.varmap, path, opts)
+    }
+
+    /// Loads an encoder-only timm state dict: the heads may be absent (they keep their values).
+    pub fn load_encoder(&self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        let opts = LoadOptions {
+            optional_prefixes: HEAD_PREFIXES.iter().map(|s| s.to_string()).collect(),
+            ..LoadOptions::default()
+        };
+        self.load_safetensors(path, &opts)
+    }
+
+    /// Loads a plain timm `resnet50d` state dict into the trunk (layer4 and fc ignored).
+    pub fn load_resnet_trunk(&self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        loading::load_resnet_trunk(&self.varmap, path)
+    }
+
+    /// Saves every variable (running statistics included) as safetensors.
+    pub fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        Ok(candle_core::safetensors::save(&self.tensors()?, path)?)
+    }
+}
+
+pub(crate) fn named_trainable(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    let mut v: Vec<(String, Var)> = data
+        .iter()
+        .filter(|(n, _)| !is_running_stat(n))
+        .map(|(n, var)| (n.clone(), var.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Copies (not views: variables are updated in place) of every variable.
+pub(crate) fn tensor_map(varmap: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
+    let data = varmap.data().lock().expect("VarMap lock poisoned");
+    data.iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_detached_tensor().copy()?)))
+        .collect()
+}

@@ -1,0 +1,187 @@
+//! ResNet-D trunk as timm's `resnet50d`, first three stages only.
+//!
+//! Shapes: images `(B, 3, H, W)` -> features `(B, 4 * channels[2], g, g)` with
+//! `g = grid_size(H)` (stride 16; full model: `(B, 3, 224, 224)` -> `(B, 1024, 14, 14)`).
+//!
+//! Deep stem: conv3x3/2 `3->w`, BN, ReLU, conv3x3 `w->w`, BN, ReLU, conv3x3 `w->2w`, BN (`bn1`),
+//! ReLU, max-pool 3x3/2 pad 1. Bottlenecks put the stride on the 3x3 conv; the shortcut is
+//! AvgPool2d(2, stride, ceil_mode, count_include_pad=false) then 1x1 conv + BN ("avg-down").
+//! Variable names are timm's (`conv1.0.weight`, `bn1.running_var`, `layer2.0.downsample.1.weight`, ..).
+
+use candle_core::{DType, Module, ModuleT, Result, Tensor};
+use candle_nn::{BatchNorm, VarBuilder};
+
+use crate::config::ModelConfig;
+use crate::layers::{batch_norm, Conv2d};
+use crate::max_pool::stem_max_pool;
+
+/// Conv (no bias) followed by BatchNorm.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+impl ConvBn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+}
+
+/// Average pool 2x2 with stride 2, ceil mode, padding not counted (timm's avg-down pool):
+/// `(B, C, H, W)` -> `(B, C, ceil(H/2), ceil(W/2))`. Built from reshapes and sums so its
+/// backward is exact.
+fn avg_pool_2x2_ceil(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let x = x
+        .pad_with_zeros(2, 0, 2 * ho - h)?
+        .pad_with_zeros(3, 0, 2 * wo - w)?;
+    let sum = x.reshape((b, c, ho, 2, wo, 2))?.sum(5)?.sum(3)?;
+    if h % 2 == 0 && w % 2 == 0 {
+        return sum * 0.25;
+    }
+    // Edge windows of an odd side hold fewer pixels: divide by the real count.
+    let mut inv = vec![0f32; ho * wo];
+    for i in 0..ho {
+        for j in 0..wo {
+            let rows = if 2 * i + 1 < h { 2 } else { 1 };
+            let cols = if 2 * j + 1 < w { 2 } else { 1 };
+            inv[i * wo + j] = 1.0 / (rows * cols) as f32;
+        }
+    }
+    let inv = Tensor::from_vec(inv, (1, 1, ho, wo), x.device())?.to_dtype(x.dtype())?;
+    sum.broadcast_mul(&inv)
+}
+
+/// Avg-down shortcut of the first block of a stage: `downsample.1` (conv) and `.2` (BN).
+#[derive(Debug, Clone)]
+struct Downsample {
+    stride: usize,
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// ResNet bottleneck (expansion 4): `(B, in, H, W)` -> `(B, 4 * planes, H / s, W / s)`.
+#[derive(Debug, Clone)]
+pub struct Bottleneck {
+    c1: ConvBn,
+    c2: ConvBn,
+    c3: ConvBn,
+    downsample: Option<Downsample>,
+}
+
+impl Bottleneck {
+    fn new(inplanes: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+        let out = 4 * planes;
+        let cb = |cin, cout, k, s, p, i: usize| -> Result<ConvBn> {
+            Ok(ConvBn {
+                conv: Conv2d::new(cin, cout, k, s, p, false, vb.pp(format!("conv{i}")))?,
+                bn: batch_norm(cout, true, vb.pp(format!("bn{i}")))?,
+            })
+        };
+        let downsample = if stride != 1 || inplanes != out {
+            let d = vb.pp("downsample");
+            Some(Downsample {
+                stride,
+                conv: Conv2d::new(inplanes, out, 1, 1, 0, false, d.pp("1"))?,
+                bn: batch_norm(out, true, d.pp("2"))?,
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            c1: cb(inplanes, planes, 1, 1, 0, 1)?,
+            c2: cb(planes, planes, 3, stride, 1, 2)?,
+            c3: cb(planes, out, 1, 1, 0, 3)?,
+            downsample,
+        })
+    }
+}
+
+impl ModuleT for Bottleneck {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let shortcut = match &self.downsample {
+            None => x.clone(),
+            Some(d) => {
+                let p = match d.stride {
+                    1 => x.clone(),
+                    2 => avg_pool_2x2_ceil(x)?,
+                    s => candle_core::bail!("avg-down shortcut: stride {s} unsupported"),
+                };
+                d.bn.forward_t(&d.conv.forward(&p)?, train)?
+            }
+        };
+        let y = self.c1.forward_t(x, train)?.relu()?;
+        let y = self.c2.forward_t(&y, train)?.relu()?;
+        let y = self.c3.forward_t(&y, train)?;
+        (y + shortcut)?.relu()
+    }
+}
+
+/// Deep-stem ResNet-D, stages 1-3: `(B, 3, H, W)` -> `(B, 4 * channels[2], g, g)`.
+#[derive(Debug, Clone)]
+pub struct ResNetTrunk {
+    stem: [ConvBn; 2],
+    stem_conv3: Conv2d,
+    bn1: BatchNorm,
+    stages: Vec<Vec<Bottleneck>>,
+}
+
+impl ResNetTrunk {
+    /// Builds the trunk under `vb` (timm names, e.g. `vb.pp("patch_embed").pp("backbone")`).
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let sw = cfg.stem_width;
+        let c1 = vb.pp("conv1");
+        let stem = [
+            ConvBn {
+                conv: Conv2d::new(3, sw, 3, 2, 1, false, c1.pp("0"))?,
+                bn: batch_norm(sw, true, c1.pp("1"))?,
+            },
+            ConvBn {
+                conv: Conv2d::new(sw, sw, 3, 1, 1, false, c1.pp("3"))?,
+                bn: batch_norm(sw, true, c1.pp("4"))?,
+            },
+        ];
+        let stem_conv3 = Conv2d::new(sw, 2 * sw, 3, 1, 1, false, c1.pp("6"))?;
+        let bn1 = batch_norm(2 * sw, true, vb.pp("bn1"))?;
+        let mut inplanes = 2 * sw;
+        let mut stages = Vec::with_capacity(3);
+        for (i, (&n, &planes)) in cfg.trunk_layers.iter().zip(&cfg.trunk_channels).enumerate() {
+            let lvb = vb.pp(format!("layer{}", i + 1));
+            let stride = if i == 0 { 1 } else { 2 };
+            let mut blocks = Vec::with_capacity(n);
+            for j in 0..n {
+                let s = if j == 0 { stride } else { 1 };
+                blocks.push(Bottleneck::new(inplanes, planes, s, lvb.pp(j))?);
+                inplanes = 4 * planes;
+            }
+            stages.push(blocks);
+        }
+        Ok(Self {
+            stem,
+            stem_conv3,
+            bn1,
+            stages,
+        })
+    }
+}
+
+impl ModuleT for ResNetTrunk {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if x.dtype() != DType::F32 {
+            candle_core::bail!("ResNetTrunk: f32 images required, got {:?}", x.dtype());
+        }
+        let mut y = self.stem[0].forward_t(x, train)?.relu()?;
+        y = self.stem[1].forward_t(&y, train)?.relu()?;
+        y = self
+            .bn1
+            .forward_t(&self.stem_conv3.forward(&y)?, train)?
+            .relu()?;
+        y = stem_max_pool(&y)?;
+        for block in self.stages.iter().flatten() {
+            y = block.forward_t(&y, train)?;
+        }
+        Ok(y)
+    }
+}
