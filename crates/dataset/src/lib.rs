@@ -4,7 +4,11 @@
 
 pub mod classes;
 pub mod error;
+pub mod index;
+pub mod prepare;
+pub mod split;
 pub mod split_files;
+pub mod synth;
 
 pub mod augment;
 pub mod data_set;

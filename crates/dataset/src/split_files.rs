@@ -84,7 +84,10 @@ pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>> {
             return Err(DatasetError::Csv {
                 path: path.to_owned(),
                 row: line,
-                message: format!("label {} is {} but class says {:?}", row.label, class, row.class),
+                message: format!(
+                    "label {} is {} but class says {:?}",
+                    row.label, class, row.class
+                ),
             });
         }
         if row.path.is_relative() {

@@ -1,0 +1,821 @@
+//! A synthetic, long-tailed, dermoscopy-like data set in the exact ISIC2018 Task 3 layout.
+//!
+//! It lets a newcomer without ISIC2018, and every test, run the whole pipeline. What it models:
+//! - class counts proportional to ISIC2018 (NV 6705, MEL 1113, BKL 1099, BCC 514, AKIEC 327,
+//!   VASC 142, DF 115) times a scale, with a floor per class so a small set still splits;
+//! - about a quarter of lesions photographed 2-5 times (shifted, rotated, zoomed views of one lesion
+//!   on one patient's skin), listed in the lesion groupings CSV;
+//! - backgrounds from one distribution for every class (skin tone, texture, a few hairs, vignette,
+//!   sometimes the dermoscope's dark circle), so the background says nothing about the class;
+//! - a lesion darker than the skin and the most salient thing in the image, whose class lives in
+//!   its palette, size, border irregularity and internal structures (dots, globules, streaks,
+//!   vessels, white areas); every class borrows colour and structures from others at random, so
+//!   classes overlap and a small model stays far from perfect on the tail.
+//!
+//! Everything is drawn from generators seeded by (seed, class), (seed, lesion) and (seed, image):
+//! the same seed gives the same bytes, whatever the thread count.
+
+use std::f32::consts::PI;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::RgbImage;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal, Poisson};
+use rayon::prelude::*;
+
+use crate::classes::{IsicClass, NUM_CLASSES};
+use crate::error::{DatasetError, Result};
+use crate::index::isic_names;
+
+/// Options of the synthetic generator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthOptions {
+    /// Multiplies ISIC2018's class counts (1.0 gives 10,015 images).
+    pub scale: f64,
+    /// Image width in pixels.
+    pub width: u32,
+    /// Image height in pixels.
+    pub height: u32,
+    pub seed: u64,
+    /// No class gets fewer images than this (so small scales still leave tail classes a training set).
+    pub min_per_class: usize,
+    /// JPEG quality 1-100.
+    pub jpeg_quality: u8,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        SynthOptions {
+            scale: 0.1,
+            width: 300,
+            height: 225,
+            seed: 0,
+            min_per_class: 24,
+            jpeg_quality: 90,
+        }
+    }
+}
+
+/// What the generator wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SynthSummary {
+    pub root: PathBuf,
+    /// Images per class, by label.
+    pub counts: [usize; NUM_CLASSES],
+    pub images: usize,
+    pub lesions: usize,
+    /// Lesions with more than one image.
+    pub multi_image_lesions: usize,
+}
+
+/// Images per class for a scale: ISIC2018's counts times `scale`, rounded, at least `min_per_class`.
+pub fn synth_class_counts(scale: f64, min_per_class: usize) -> [usize; NUM_CLASSES] {
+    IsicClass::ALL
+        .map(|c| ((c.isic2018_count() as f64 * scale).round() as usize).max(min_per_class))
+}
+
+/// Parses `WxH` (e.g. `300x225`).
+pub fn parse_size(text: &str) -> Result<(u32, u32)> {
+    let bad = || {
+        DatasetError::Invalid(format!(
+            "--size {text:?}: expected WIDTHxHEIGHT like 300x225"
+        ))
+    };
+    let (w, h) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if w < 16 || h < 16 || w > 8192 || h > 8192 {
+        return Err(DatasetError::Invalid(format!(
+            "--size {text:?}: each side must be 16..=8192 pixels"
+        )));
+    }
+    Ok((w, h))
+}
+
+/// One planned image.
+struct PlannedImage {
+    id: String,
+    class: IsicClass,
+    lesion: usize,
+    /// 0 for the first view of a lesion.
+    view: usize,
+}
+
+/// Writes the synthetic set to `out` in the ISIC2018 Task 3 layout. The files are written into a
+/// temporary sibling folder and renamed into place at the end, so a failed run leaves nothing behind.
+/// `out` must not exist or be empty, unless `force` (then it is replaced).
+pub fn generate_synthetic_isic(
+    out: &Path,
+    options: &SynthOptions,
+    force: bool,
+) -> Result<SynthSummary> {
+    if !(options.scale > 0.0 && options.scale.is_finite()) {
+        return Err(DatasetError::Invalid(format!(
+            "--scale {}: must be a positive number",
+            options.scale
+        )));
+    }
+    if !(1..=100).contains(&options.jpeg_quality) {
+        return Err(DatasetError::Invalid(format!(
+            "jpeg quality {} not in 1..=100",
+            options.jpeg_quality
+        )));
+    }
+    let occupied = out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| DatasetError::io(out, e))?
+            .next()
+            .is_some();
+    if occupied && !force {
+        return Err(DatasetError::OutputExists {
+            path: out.to_owned(),
+        });
+    }
+    let counts = synth_class_counts(options.scale, options.min_per_class);
+    let (plan, lesion_classes) = plan_images(&counts, options.seed);
+
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| DatasetError::io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".synth-isic-")
+        .tempdir_in(parent)
+        .map_err(|e| DatasetError::io(parent, e))?;
+    let input_dir = staging.path().join(isic_names::TRAIN_INPUT);
+    let gt_dir = staging.path().join(isic_names::TRAIN_GT_DIR);
+    for d in [&input_dir, &gt_dir] {
+        std::fs::create_dir_all(d).map_err(|e| DatasetError::io(d, e))?;
+    }
+
+    let lesions: Vec<LesionParams> = lesion_classes
+        .iter()
+        .enumerate()
+        .map(|(i, &class)| LesionParams::draw(class, &mut stream(options.seed, 1, i as u64)))
+        .collect();
+    plan.par_iter().enumerate().try_for_each(|(i, img)| {
+        let mut rng = stream(options.seed, 2, i as u64);
+        let view = if img.view == 0 {
+            View::identity()
+        } else {
+            View::draw(&mut rng)
+        };
+        let pixels = render(
+            &lesions[img.lesion],
+            &view,
+            options.width,
+            options.height,
+            options.seed ^ i as u64,
+        );
+        let path = input_dir.join(format!("{}.jpg", img.id));
+        write_jpeg(&path, &pixels, options.jpeg_quality)
+    })?;
+
+    write_ground_truth(&gt_dir.join(isic_names::TRAIN_GT_CSV), &plan)?;
+    write_groupings(&staging.path().join(isic_names::LESION_GROUPINGS), &plan)?;
+
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(|e| DatasetError::io(out, e))?;
+    }
+    let kept = staging.keep();
+    std::fs::rename(&kept, out).map_err(|e| DatasetError::io(out, e))?;
+
+    let mut per_lesion = vec![0usize; lesions.len()];
+    for p in &plan {
+        per_lesion[p.lesion] += 1;
+    }
+    Ok(SynthSummary {
+        root: out.to_owned(),
+        counts,
+        images: plan.len(),
+        lesions: lesions.len(),
+        multi_image_lesions: per_lesion.iter().filter(|&&n| n > 1).count(),
+    })
+}
+
+/// A generator for one purpose (`kind`) and item, independent of every other.
+fn stream(seed: u64, kind: u64, item: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(kind << 48 | item);
+    rng
+}
+
+/// Groups each class's images into lesions (a quarter of lesions with 2-5 images) and gives the
+/// images ISIC-style ids in a shuffled order, so that classes interleave as in the real set.
+fn plan_images(counts: &[usize; NUM_CLASSES], seed: u64) -> (Vec<PlannedImage>, Vec<IsicClass>) {
+    let mut lesion_classes = Vec::new();
+    let mut raw = Vec::new();
+    for class in IsicClass::ALL {
+        let mut rng = stream(seed, 0, class.label() as u64);
+        let mut remaining = counts[class.label()];
+        while remaining > 0 {
+            let size = if rng.random_bool(0.25) {
+                rng.random_range(2..=5)
+            } else {
+                1
+            };
+            let size = size.min(remaining);
+            let lesion = lesion_classes.len();
+            lesion_classes.push(class);
+            for view in 0..size {
+                raw.push((class, lesion, view));
+            }
+            remaining -= size;
+        }
+    }
+    raw.shuffle(&mut stream(seed, 0, 99));
+    let plan = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, (class, lesion, view))| PlannedImage {
+            id: format!("ISIC_{:07}", i),
+            class,
+            lesion,
+            view,
+        })
+        .collect();
+    (plan, lesion_classes)
+}
+
+fn write_jpeg(path: &Path, pixels: &RgbImage, quality: u8) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| DatasetError::io(path, e))?;
+    let mut w = BufWriter::new(file);
+    JpegEncoder::new_with_quality(&mut w, quality)
+        .encode_image(pixels)
+        .map_err(|e| DatasetError::Image {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    w.flush().map_err(|e| DatasetError::io(path, e))
+}
+
+fn write_ground_truth(path: &Path, plan: &[PlannedImage]) -> Result<()> {
+    let mut rows: Vec<&PlannedImage> = plan.iter().collect();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut text = isic_names::GT_HEADER.join(",");
+    text.push('\n');
+    for r in rows {
+        text.push_str(&r.id);
+        for c in IsicClass::ALL {
+            text.push_str(if c == r.class { ",1.0" } else { ",0.0" });
+        }
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| DatasetError::io(path, e))
+}
+
+fn write_groupings(path: &Path, plan: &[PlannedImage]) -> Result<()> {
+    let mut rows: Vec<&PlannedImage> = plan.iter().collect();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut text = isic_names::GROUPINGS_HEADER.join(",");
+    text.push('\n');
+    for r in rows {
+        // Like ISIC: malignant and rare classes confirmed by histopathology, naevi mostly by follow-up.
+        let confirm = match r.class {
+            IsicClass::Nv if r.lesion % 2 == 0 => "serial imaging showing no change",
+            IsicClass::Nv => "single image expert consensus",
+            _ => "histopathology",
+        };
+        text.push_str(&format!("{},HAM_{:07},{}\n", r.id, r.lesion, confirm));
+    }
+    std::fs::write(path, text).map_err(|e| DatasetError::io(path, e))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Appearance model. Coordinates: "lesion space", centred on the lesion, one unit = the image's
+// shorter side. A view maps pixels into lesion space; skin and hairs live in lesion space too, so
+// views of one lesion show the same patch of skin.
+
+type Rgb = [f32; 3];
+
+/// A class's typical appearance; lesions draw around it and borrow from other classes.
+struct ClassLook {
+    /// Lesion radius (fraction of the shorter side): mean, sd.
+    radius: (f32, f32),
+    /// Border irregularity amplitude: mean, sd.
+    irregularity: (f32, f32),
+    /// Centre and rim colour.
+    inner: Rgb,
+    outer: Rgb,
+    /// Edge softness (fraction of the radius).
+    softness: f32,
+    /// Internal texture amplitude.
+    texture: f32,
+    /// Expected counts of dots, globules, streaks, vessels, white areas.
+    structures: [f32; 5],
+    /// Colour of globules.
+    globule: Rgb,
+}
+
+fn class_look(class: IsicClass) -> ClassLook {
+    match class {
+        IsicClass::Nv => ClassLook {
+            radius: (0.20, 0.05),
+            irregularity: (0.04, 0.02),
+            inner: [105., 70., 50.],
+            outer: [150., 108., 82.],
+            softness: 0.10,
+            texture: 0.10,
+            structures: [4., 5., 0.3, 0.2, 0.2],
+            globule: [90., 58., 40.],
+        },
+        IsicClass::Mel => ClassLook {
+            radius: (0.27, 0.06),
+            irregularity: (0.15, 0.05),
+            inner: [55., 38., 40.],
+            outer: [125., 90., 80.],
+            softness: 0.08,
+            texture: 0.30,
+            structures: [10., 3., 6., 0.5, 1.0],
+            globule: [95., 100., 125.],
+        },
+        IsicClass::Bcc => ClassLook {
+            radius: (0.21, 0.05),
+            irregularity: (0.09, 0.04),
+            inner: [160., 105., 105.],
+            outer: [185., 135., 128.],
+            softness: 0.12,
+            texture: 0.12,
+            structures: [1., 4., 0.3, 6., 1.5],
+            globule: [100., 105., 128.],
+        },
+        IsicClass::Akiec => ClassLook {
+            radius: (0.20, 0.05),
+            irregularity: (0.12, 0.04),
+            inner: [160., 88., 80.],
+            outer: [180., 118., 105.],
+            softness: 0.14,
+            texture: 0.22,
+            structures: [2., 1., 0.2, 3., 5.],
+            globule: [150., 70., 70.],
+        },
+        IsicClass::Bkl => ClassLook {
+            radius: (0.24, 0.06),
+            irregularity: (0.07, 0.03),
+            inner: [125., 92., 65.],
+            outer: [155., 118., 88.],
+            softness: 0.05,
+            texture: 0.25,
+            structures: [3., 1., 0.5, 0.3, 4.],
+            globule: [110., 80., 55.],
+        },
+        IsicClass::Df => ClassLook {
+            radius: (0.14, 0.04),
+            irregularity: (0.05, 0.02),
+            inner: [200., 170., 155.],
+            outer: [140., 100., 78.],
+            softness: 0.12,
+            texture: 0.10,
+            structures: [2., 0.5, 0.2, 0.5, 2.],
+            globule: [120., 85., 60.],
+        },
+        IsicClass::Vasc => ClassLook {
+            radius: (0.16, 0.04),
+            irregularity: (0.05, 0.02),
+            inner: [125., 40., 62.],
+            outer: [160., 70., 85.],
+            softness: 0.07,
+            texture: 0.15,
+            structures: [0.5, 7., 0.1, 1.0, 0.3],
+            globule: [105., 25., 50.],
+        },
+    }
+}
+
+/// A disc (dot, globule, white area) in lesion space.
+struct Disc {
+    centre: [f32; 2],
+    radius: f32,
+    colour: Rgb,
+    opacity: f32,
+}
+
+/// A line segment (streak, vessel piece, hair) in lesion space.
+struct Segment {
+    a: [f32; 2],
+    b: [f32; 2],
+    half_width: f32,
+    colour: Rgb,
+    opacity: f32,
+}
+
+/// Everything about one lesion and the patient's skin around it.
+struct LesionParams {
+    skin: Rgb,
+    skin_texture: f32,
+    noise_seed: u32,
+    vignette: f32,
+    /// Radius of the dermoscope's field (lesion space), or infinity.
+    scope_radius: f32,
+    radius: f32,
+    aspect: f32,
+    angle: f32,
+    /// Border harmonics: (amplitude, phase) for k = 2..
+    harmonics: Vec<(f32, f32)>,
+    inner: Rgb,
+    outer: Rgb,
+    softness: f32,
+    texture: f32,
+    /// Darkening towards one side (asymmetry): direction and amount.
+    asym: ([f32; 2], f32),
+    discs: Vec<Disc>,
+    segments: Vec<Segment>,
+    hairs: Vec<Segment>,
+}
+
+fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
+    [
+        a[0] + (b[0] - a[0]) * t,
+        a[1] + (b[1] - a[1]) * t,
+        a[2] + (b[2] - a[2]) * t,
+    ]
+}
+
+fn jitter(c: Rgb, rng: &mut ChaCha8Rng, sd: f32) -> Rgb {
+    let n = Normal::new(0.0f32, sd).expect("positive sd");
+    [
+        c[0] + n.sample(rng),
+        c[1] + n.sample(rng),
+        c[2] + n.sample(rng),
+    ]
+}
+
+fn normal(rng: &mut ChaCha8Rng, mean: f32, sd: f32) -> f32 {
+    Normal::new(mean, sd.max(1e-6))
+        .expect("positive sd")
+        .sample(rng)
+}
+
+fn poisson(rng: &mut ChaCha8Rng, mean: f32) -> usize {
+    if mean <= 0.0 {
+        return 0;
+    }
+    (Poisson::new(mean as f64)
+        .expect("positive mean")
+        .sample(rng) as usize)
+        .min(40)
+}
+
+impl LesionParams {
+    fn draw(class: IsicClass, rng: &mut ChaCha8Rng) -> Self {
+        let look = class_look(class);
+        // Borrow from another class: the main source of overlap between classes.
+        let other = class_look(IsicClass::ALL[rng.random_range(0..NUM_CLASSES)]);
+        let borrow = rng.random_range(0.0f32..0.45);
+
+        let tone = rng.random_range(0.0f32..1.0);
+        let skin = jitter(mix([238., 204., 186.], [188., 140., 112.], tone), rng, 6.0);
+        let radius = normal(
+            rng,
+            mix3(look.radius.0, other.radius.0, borrow * 0.5),
+            look.radius.1,
+        )
+        .clamp(0.07, 0.40);
+        let irregularity = normal(
+            rng,
+            mix3(look.irregularity.0, other.irregularity.0, borrow),
+            look.irregularity.1,
+        )
+        .clamp(0.0, 0.3);
+        let harmonics = (2..8)
+            .map(|k| {
+                (
+                    irregularity * rng.random_range(0.3f32..1.0) / (k as f32 - 1.0).sqrt(),
+                    rng.random_range(0.0..2.0 * PI),
+                )
+            })
+            .collect();
+        // Lesions stay darker than the skin: cap each channel below the skin's.
+        let darker = |c: Rgb, f: f32| {
+            [
+                c[0].min(skin[0] * f),
+                c[1].min(skin[1] * f),
+                c[2].min(skin[2] * f),
+            ]
+        };
+        let inner = darker(
+            jitter(mix(look.inner, other.inner, borrow), rng, 12.0),
+            0.85,
+        );
+        let outer = darker(
+            jitter(mix(look.outer, other.outer, borrow), rng, 12.0),
+            0.92,
+        );
+        let angle_a = rng.random_range(0.0f32..2.0 * PI);
+        let asym_amount = rng.random_range(0.0f32..0.35) * (look.irregularity.0 / 0.15).min(1.0);
+
+        let mut discs = Vec::new();
+        let mut segments = Vec::new();
+        let expected =
+            |i: usize| look.structures[i] * (1.0 - borrow) + other.structures[i] * borrow;
+        let inside = |rng: &mut ChaCha8Rng, frac: f32| {
+            let r = radius * frac * rng.random_range(0.0f32..1.0).sqrt();
+            let t = rng.random_range(0.0f32..2.0 * PI);
+            [r * t.cos(), r * t.sin()]
+        };
+        for _ in 0..poisson(rng, expected(0)) {
+            discs.push(Disc {
+                centre: inside(rng, 0.9),
+                radius: radius * rng.random_range(0.02f32..0.05),
+                colour: jitter([45., 30., 28.], rng, 8.0),
+                opacity: 0.85,
+            });
+        }
+        let globule = mix(look.globule, other.globule, borrow);
+        for _ in 0..poisson(rng, expected(1)) {
+            discs.push(Disc {
+                centre: inside(rng, 0.8),
+                radius: radius * rng.random_range(0.06f32..0.14),
+                colour: jitter(globule, rng, 10.0),
+                opacity: 0.8,
+            });
+        }
+        for _ in 0..poisson(rng, expected(2)) {
+            let t = rng.random_range(0.0f32..2.0 * PI);
+            let (r0, r1) = (
+                radius * rng.random_range(0.6f32..0.85),
+                radius * rng.random_range(1.0f32..1.2),
+            );
+            segments.push(Segment {
+                a: [r0 * t.cos(), r0 * t.sin()],
+                b: [r1 * t.cos(), r1 * t.sin()],
+                half_width: radius * 0.025,
+                colour: jitter([50., 35., 32.], rng, 8.0),
+                opacity: 0.85,
+            });
+        }
+        for _ in 0..poisson(rng, expected(3)) {
+            // A wavy vessel: a short chain of segments.
+            let mut p = inside(rng, 0.8);
+            let mut heading = rng.random_range(0.0f32..2.0 * PI);
+            let colour = jitter([170., 45., 55.], rng, 10.0);
+            for _ in 0..rng.random_range(3..7) {
+                heading += rng.random_range(-0.9f32..0.9);
+                let len = radius * rng.random_range(0.08f32..0.18);
+                let q = [p[0] + len * heading.cos(), p[1] + len * heading.sin()];
+                segments.push(Segment {
+                    a: p,
+                    b: q,
+                    half_width: radius * 0.012,
+                    colour,
+                    opacity: 0.9,
+                });
+                p = q;
+            }
+        }
+        for _ in 0..poisson(rng, expected(4)) {
+            let white = mix(skin, [235., 230., 228.], 0.6);
+            discs.push(Disc {
+                centre: inside(rng, 0.6),
+                radius: radius * rng.random_range(0.05f32..0.2),
+                colour: jitter(white, rng, 6.0),
+                opacity: 0.55,
+            });
+        }
+        let mut hairs = Vec::new();
+        let n_hairs = if rng.random_bool(0.45) {
+            0
+        } else {
+            rng.random_range(1..6)
+        };
+        for _ in 0..n_hairs {
+            let mut p = [
+                rng.random_range(-0.8f32..0.8),
+                rng.random_range(-0.8f32..0.8),
+            ];
+            let mut heading = rng.random_range(0.0f32..2.0 * PI);
+            let colour = jitter([70., 50., 40.], rng, 10.0);
+            for _ in 0..8 {
+                heading += rng.random_range(-0.12f32..0.12);
+                let q = [p[0] + 0.06 * heading.cos(), p[1] + 0.06 * heading.sin()];
+                hairs.push(Segment {
+                    a: p,
+                    b: q,
+                    half_width: 0.0025,
+                    colour,
+                    opacity: 0.75,
+                });
+                p = q;
+            }
+        }
+        LesionParams {
+            skin,
+            skin_texture: rng.random_range(0.02f32..0.08),
+            noise_seed: rng.random(),
+            vignette: rng.random_range(0.0f32..0.35),
+            scope_radius: if rng.random_bool(0.3) {
+                rng.random_range(0.75f32..0.95)
+            } else {
+                f32::INFINITY
+            },
+            radius,
+            aspect: rng.random_range(1.0f32..1.35),
+            angle: rng.random_range(0.0f32..PI),
+            harmonics,
+            inner,
+            outer,
+            softness: mix3(look.softness, other.softness, borrow),
+            texture: mix3(look.texture, other.texture, borrow),
+            asym: ([angle_a.cos(), angle_a.sin()], asym_amount),
+            discs,
+            segments,
+            hairs,
+        }
+    }
+}
+
+fn mix3(a: f32, b: f32, t: f32) -> f32 {
+    a + (b - a) * t
+}
+
+/// How one photograph frames its lesion: lesion space = rotate(pixel offset / (zoom * side)) - shift.
+struct View {
+    shift: [f32; 2],
+    angle: f32,
+    zoom: f32,
+}
+
+impl View {
+    fn identity() -> Self {
+        View {
+            shift: [0.0, 0.0],
+            angle: 0.0,
+            zoom: 1.0,
+        }
+    }
+
+    fn draw(rng: &mut ChaCha8Rng) -> Self {
+        View {
+            shift: [
+                rng.random_range(-0.12f32..0.12),
+                rng.random_range(-0.1f32..0.1),
+            ],
+            angle: rng.random_range(-PI..PI),
+            zoom: rng.random_range(0.8f32..1.25),
+        }
+    }
+}
+
+/// Smooth value noise in [0, 1] on an integer lattice, hashed from `seed`.
+fn value_noise(x: f32, y: f32, seed: u32) -> f32 {
+    fn hash(ix: i32, iy: i32, seed: u32) -> f32 {
+        let mut h = (ix as u32).wrapping_mul(0x8da6_b343)
+            ^ (iy as u32).wrapping_mul(0xd816_3841)
+            ^ seed.wrapping_mul(0xcb1a_b31f);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0x5bd1_e995);
+        h ^= h >> 15;
+        (h & 0xffff) as f32 / 65535.0
+    }
+    let (fx, fy) = (x.floor(), y.floor());
+    let (ix, iy) = (fx as i32, fy as i32);
+    let (tx, ty) = (x - fx, y - fy);
+    let (sx, sy) = (tx * tx * (3.0 - 2.0 * tx), ty * ty * (3.0 - 2.0 * ty));
+    let a = hash(ix, iy, seed) + (hash(ix + 1, iy, seed) - hash(ix, iy, seed)) * sx;
+    let b = hash(ix, iy + 1, seed) + (hash(ix + 1, iy + 1, seed) - hash(ix, iy + 1, seed)) * sx;
+    a + (b - a) * sy
+}
+
+/// Coverage in [0, 1] of a soft-edged shape at signed distance `d` (negative inside), edge width `w`.
+fn coverage(d: f32, w: f32) -> f32 {
+    (0.5 - d / w).clamp(0.0, 1.0)
+}
+
+fn segment_distance(p: [f32; 2], s: &Segment) -> f32 {
+    let (dx, dy) = (s.b[0] - s.a[0], s.b[1] - s.a[1]);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 {
+        (((p[0] - s.a[0]) * dx + (p[1] - s.a[1]) * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let (ex, ey) = (p[0] - s.a[0] - t * dx, p[1] - s.a[1] - t * dy);
+    (ex * ex + ey * ey).sqrt()
+}
+
+fn blend(c: &mut Rgb, over: Rgb, alpha: f32) {
+    for k in 0..3 {
+        c[k] += (over[k] - c[k]) * alpha;
+    }
+}
+
+fn render(l: &LesionParams, view: &View, width: u32, height: u32, pixel_seed: u64) -> RgbImage {
+    let side = width.min(height) as f32;
+    let pixel = 1.0 / side; // one pixel in lesion space (before zoom)
+    let (cos_v, sin_v) = (view.angle.cos(), view.angle.sin());
+    let (cos_l, sin_l) = (l.angle.cos(), l.angle.sin());
+    let mut img = RgbImage::new(width, height);
+    let mut noise_rng = ChaCha8Rng::seed_from_u64(pixel_seed);
+    let sensor = Normal::new(0.0f32, 2.5).expect("positive sd");
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        // Image-centred offsets in units of the shorter side.
+        let ox = (x as f32 + 0.5 - width as f32 / 2.0) / side;
+        let oy = (y as f32 + 0.5 - height as f32 / 2.0) / side;
+        let (zx, zy) = (ox / view.zoom, oy / view.zoom);
+        let q = [
+            cos_v * zx - sin_v * zy - view.shift[0],
+            sin_v * zx + cos_v * zy - view.shift[1],
+        ];
+        let edge = pixel / view.zoom * 1.5;
+
+        let n1 = value_noise(q[0] * 9.0, q[1] * 9.0, l.noise_seed);
+        let n2 = value_noise(q[0] * 40.0, q[1] * 40.0, l.noise_seed ^ 0x55);
+        let shade = 1.0 + l.skin_texture * (n1 - 0.5) * 2.0 + 0.03 * (n2 - 0.5);
+        let mut c = [l.skin[0] * shade, l.skin[1] * shade, l.skin[2] * shade];
+
+        // Lesion body: an irregular ellipse.
+        let (ex, ey) = (cos_l * q[0] + sin_l * q[1], -sin_l * q[0] + cos_l * q[1]);
+        let (ex, ey) = (ex / l.aspect, ey);
+        let r = (ex * ex + ey * ey).sqrt();
+        let theta = ey.atan2(ex);
+        let mut rad = l.radius;
+        for (k, &(amp, phase)) in l.harmonics.iter().enumerate() {
+            rad *= 1.0 + amp * ((k as f32 + 2.0) * theta + phase).sin();
+        }
+        let d = r / rad.max(1e-3);
+        let soft = l.softness.max(0.02);
+        let body = ((1.0 + soft - d) / (2.0 * soft)).clamp(0.0, 1.0);
+        if body > 0.0 {
+            let t = d.clamp(0.0, 1.0).powf(1.5);
+            let mut lc = mix(l.inner, l.outer, t);
+            let tex = value_noise(q[0] * 60.0, q[1] * 60.0, l.noise_seed ^ 0xabc);
+            let dir = (q[0] * l.asym.0[0] + q[1] * l.asym.0[1]) / l.radius;
+            let dark =
+                (1.0 - l.texture * (tex - 0.5) * 2.0) * (1.0 - l.asym.1 * dir.clamp(0.0, 1.0));
+            for v in lc.iter_mut() {
+                *v *= dark;
+            }
+            let a = body * body * (3.0 - 2.0 * body);
+            blend(&mut c, lc, a);
+            for disc in &l.discs {
+                let dd = ((q[0] - disc.centre[0]).powi(2) + (q[1] - disc.centre[1]).powi(2)).sqrt()
+                    - disc.radius;
+                if dd < edge {
+                    blend(&mut c, disc.colour, disc.opacity * coverage(dd, edge) * a);
+                }
+            }
+        }
+        for s in &l.segments {
+            let dd = segment_distance(q, s) - s.half_width;
+            if dd < edge {
+                blend(&mut c, s.colour, s.opacity * coverage(dd, edge));
+            }
+        }
+        for s in &l.hairs {
+            let dd = segment_distance(q, s) - s.half_width;
+            if dd < edge {
+                blend(&mut c, s.colour, s.opacity * coverage(dd, edge));
+            }
+        }
+        // Vignette and the dermoscope's field, in image space.
+        let rr = (ox * ox + oy * oy).sqrt();
+        let v = 1.0 - l.vignette * (rr / 0.8).powi(2);
+        let scope = coverage(rr - l.scope_radius, 0.02);
+        for (k, out) in px.0.iter_mut().enumerate() {
+            let value = c[k] * v * scope + 8.0 * (1.0 - scope) + sensor.sample(&mut noise_rng);
+            *out = value.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    img
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_isic_with_a_floor() {
+        let c = synth_class_counts(0.1, 24);
+        assert_eq!(c[IsicClass::Nv.label()], 671); // 670.5 rounds up
+        assert_eq!(c[IsicClass::Df.label()], 24);
+        assert_eq!(synth_class_counts(1.0, 0).iter().sum::<usize>(), 10015);
+    }
+
+    #[test]
+    fn size_parses() {
+        assert_eq!(parse_size("300x225").unwrap(), (300, 225));
+        assert!(parse_size("300").is_err());
+        assert!(parse_size("0x10").is_err());
+    }
+
+    #[test]
+    fn lesion_is_darker_than_skin() {
+        let mut rng = stream(7, 1, 0);
+        for class in IsicClass::ALL {
+            let l = LesionParams::draw(class, &mut rng);
+            let img = render(&l, &View::identity(), 120, 90, 1);
+            let lum = |p: &image::Rgb<u8>| p.0.iter().map(|&v| v as f32).sum::<f32>();
+            let centre = lum(img.get_pixel(60, 45));
+            let corner = lum(img.get_pixel(20, 20)).max(lum(img.get_pixel(100, 70)));
+            // The dermoscope circle can darken a corner; compare with the brighter of two skin points.
+            assert!(centre < corner, "{class}: centre {centre} corner {corner}");
+        }
+    }
+}
