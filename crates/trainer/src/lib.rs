@@ -1,0 +1,14 @@
+//! SPMix training: configuration, the training methods (CE, class-balanced CE, PaCo, SPMix), the
+//! training loop with checkpoints and exact resume, evaluation metrics and reports.
+//! The binary `trainer` (src/main.rs) is glue over these modules.
+
+pub mod checkpoint;
+pub mod config;
+pub mod evaluate;
+pub mod methods;
+pub mod metrics;
+pub mod plots;
+pub mod report;
+pub mod run_dir;
+pub mod schedule;
+pub mod train;
