@@ -10,9 +10,8 @@
 //!
 //! Sample `slot` of batch `k` in step `step` of `epoch` draws its augmentation from an RNG seeded by
 //! `(seed, epoch, step, k, slot, view)` alone, so batches are identical whatever the thread count.
-//! A producer thread builds step after step on a rayon pool of `threads` threads and hands them
-//! over a channel of `prefetch` slots: at most `prefetch + 1` steps exist beyond those the caller
-//! holds.
+//! A producer thread builds step after step on a rayon pool of `threads` threads; it starts a step
+//! only while fewer than `prefetch + 1` steps wait for the caller, which bounds memory.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -28,8 +27,8 @@
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
@@ -241,17 +240,19 @@ impl Loader {
     /// Steps `start..` of `epoch`: resuming mid-epoch gives the same batches as an uninterrupted run.
     pub fn epoch_from(&self, epoch: u64, start: usize) -> EpochIter {
         let end = self.steps_per_epoch();
-        let (tx, rx) = sync_channel(self.inner.cfg.prefetch);
+        let (tx, rx) = channel();
         let inner = Arc::clone(&self.inner);
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let (fl, pk) = (Arc::clone(&in_flight), Arc::clone(&peak));
+        let slots = Arc::new(Slots::new(self.inner.cfg.prefetch + 1));
+        let producer_slots = Arc::clone(&slots);
         let handle = std::thread::Builder::new()
             .name("loader-producer".into())
             .spawn(move || {
                 for step in start..end {
-                    let now = fl.fetch_add(1, Ordering::SeqCst) + 1;
-                    pk.fetch_max(now, Ordering::SeqCst);
+                    // A step is built only when a slot is free: memory holds at most
+                    // prefetch + 1 steps the caller has not taken yet.
+                    if !producer_slots.acquire() {
+                        return;
+                    }
                     let r = inner.load_step(epoch, step);
                     let failed = r.is_err();
                     // A closed channel means the caller dropped the iterator: stop quietly.
@@ -264,10 +265,62 @@ impl Loader {
         EpochIter {
             rx: Some(rx),
             handle: Some(handle),
-            in_flight,
-            peak,
+            slots,
             done: false,
         }
+    }
+}
+
+/// A counting semaphore of steps the producer may hold (built or being built, not yet taken).
+struct Slots {
+    state: Mutex<SlotState>,
+    cv: Condvar,
+    capacity: usize,
+}
+
+struct SlotState {
+    free: usize,
+    closed: bool,
+    peak: usize,
+}
+
+impl Slots {
+    fn new(capacity: usize) -> Self {
+        Slots {
+            state: Mutex::new(SlotState {
+                free: capacity,
+                closed: false,
+                peak: 0,
+            }),
+            cv: Condvar::new(),
+            capacity,
+        }
+    }
+    /// Waits for a free slot; false once the consumer is gone.
+    fn acquire(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while s.free == 0 && !s.closed {
+            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.closed {
+            return false;
+        }
+        s.free -= 1;
+        s.peak = s.peak.max(self.capacity - s.free);
+        true
+    }
+    fn release(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.free += 1;
+        self.cv.notify_all();
+    }
+    fn close(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.closed = true;
+        self.cv.notify_all();
+    }
+    fn peak(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).peak
     }
 }
 
@@ -275,15 +328,14 @@ impl Loader {
 pub struct EpochIter {
     rx: Option<Receiver<Result<Step>>>,
     handle: Option<JoinHandle<()>>,
-    in_flight: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
+    slots: Arc<Slots>,
     done: bool,
 }
 
 impl EpochIter {
     /// The most steps that existed at once beyond those handed to the caller (<= prefetch + 1).
     pub fn peak_in_flight(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
+        self.slots.peak()
     }
 }
 
@@ -295,7 +347,7 @@ impl Iterator for EpochIter {
         }
         match self.rx.as_ref()?.recv() {
             Ok(r) => {
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.slots.release();
                 if r.is_err() {
                     self.done = true;
                 }
@@ -311,7 +363,8 @@ impl Iterator for EpochIter {
 
 impl Drop for EpochIter {
     fn drop(&mut self) {
-        // Closing the channel first unblocks a producer waiting to send.
+        // Wake a producer waiting for a slot, and make its next send fail.
+        self.slots.close();
         drop(self.rx.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();

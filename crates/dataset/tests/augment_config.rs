@@ -8,10 +8,14 @@ fn presets_by_name_match_the_design() {
     let q = ViewConfig::preset("query", 224).unwrap();
     assert_eq!(q, ViewConfig::query(224));
     assert!(matches!(q.steps[0], Step::RandomResizedCrop { scale: [s0, 1.0], .. } if s0 == 0.08));
-    assert!(matches!(q.steps[3], Step::RandAugment { n: 2, m, mstd, p, fill } if m == 10.0 && mstd == 0.5 && p == 0.5 && fill == [195, 139, 145]));
+    assert!(
+        matches!(q.steps[3], Step::RandAugment { n: 2, m, mstd, p, fill } if m == 10.0 && mstd == 0.5 && p == 0.5 && fill == [195, 139, 145])
+    );
     let k = ViewConfig::preset("key", 224).unwrap();
     assert!(matches!(k.steps[2], Step::RandomGrayscale { p } if p == 0.2));
-    assert!(matches!(k.steps[3], Step::GaussianBlur { p, sigma: [a, b] } if p == 0.5 && a == 0.1 && b == 2.0));
+    assert!(
+        matches!(k.steps[3], Step::GaussianBlur { p, sigma: [a, b] } if p == 0.5 && a == 0.1 && b == 2.0)
+    );
     let err = ViewConfig::preset("querry", 224).unwrap_err();
     assert!(err.contains("querry") && err.contains("query"), "{err}");
 }
@@ -24,7 +28,8 @@ fn config_round_trips_and_rejects_unknown_keys() {
     let back: AugmentConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, cfg);
     // Partial config: missing parts take the defaults.
-    let part: AugmentConfig = serde_json::from_str(r#"{"eval": {"resize": 64, "crop": 56}}"#).unwrap();
+    let part: AugmentConfig =
+        serde_json::from_str(r#"{"eval": {"resize": 64, "crop": 56}}"#).unwrap();
     assert_eq!(part.eval.crop, 56);
     assert_eq!(part.query, ViewConfig::query(224));
     for bad in [
@@ -33,7 +38,10 @@ fn config_round_trips_and_rejects_unknown_keys() {
         r#"{"query": {"size": 32, "steps": [{"op": "rand_augment", "n": 2, "m": 9, "extra": 1}]}}"#,
         r#"{"query": {"size": 32, "steps": [{"op": "spin", "p": 0.5}]}}"#,
     ] {
-        assert!(serde_json::from_str::<AugmentConfig>(bad).is_err(), "accepted {bad}");
+        assert!(
+            serde_json::from_str::<AugmentConfig>(bad).is_err(),
+            "accepted {bad}"
+        );
     }
     let step: Step = serde_json::from_str(r#"{"op": "rand_augment", "n": 1, "m": 5}"#).unwrap();
     assert!(matches!(step, Step::RandAugment { n: 1, mstd, p, .. } if mstd == 0.0 && p == 0.5));
