@@ -125,20 +125,21 @@ def supcon_cases():
 # ------------------------------------------------------------------------------------------- PaCo
 def paco_ref(features, labels, sup_logits, counts, alpha, beta, gamma, temperature, smooth):
     n, num_classes = sup_logits.shape
-    weight = counts.double() / counts.sum()
+    dtype = sup_logits.dtype  # float64 for the fixtures, float32 in scripts/bench_torch.py
+    weight = counts.to(dtype) / counts.sum()
     labels = labels.contiguous().view(-1, 1)
-    mask = torch.eq(labels[:n], labels.T).double()
+    mask = torch.eq(labels[:n], labels.T).to(dtype)
     anchor_dot_contrast = torch.div(torch.matmul(features[:n], features.T), temperature)
     anchor_dot_contrast = torch.cat((sup_logits + torch.log(weight + 1e-9), anchor_dot_contrast), dim=1)
     logits_max, _ = torch.max(anchor_dot_contrast, dim=1, keepdim=True)
     logits = anchor_dot_contrast - logits_max.detach()
     logits_mask = torch.scatter(torch.ones_like(mask), 1, torch.arange(n).view(-1, 1), 0)
     mask = mask * logits_mask
-    one_hot_label = F.one_hot(labels[:n].view(-1), num_classes=num_classes).double()
+    one_hot_label = F.one_hot(labels[:n].view(-1), num_classes=num_classes).to(dtype)
     if num_classes > 1:
         one_hot_label = smooth / (num_classes - 1) * (1 - one_hot_label) + (1 - smooth) * one_hot_label
     mask = torch.cat((one_hot_label * beta, mask * alpha), dim=1)
-    logits_mask = torch.cat((torch.ones(n, num_classes, dtype=torch.float64), gamma * logits_mask), dim=1)
+    logits_mask = torch.cat((torch.ones(n, num_classes, dtype=dtype), gamma * logits_mask), dim=1)
     exp_logits = torch.exp(logits) * logits_mask
     log_prob = logits - torch.log(exp_logits.sum(1, keepdim=True) + 1e-12)
     mask_sum = mask.sum(1)

@@ -81,15 +81,44 @@ impl Default for PacoConfig {
 impl PacoConfig {
     fn validate(&self) -> Result<()> {
         let checks: [(&'static str, f64, bool, &'static str); 5] = [
-            ("alpha", self.alpha, self.alpha >= 0.0, "must be finite and >= 0"),
-            ("beta", self.beta, self.beta >= 0.0, "must be finite and >= 0"),
-            ("gamma", self.gamma, self.gamma >= 0.0, "must be finite and >= 0"),
-            ("temperature", self.temperature, self.temperature > 0.0, "must be finite and > 0"),
-            ("smooth", self.smooth, (0.0..1.0).contains(&self.smooth), "must be in [0, 1)"),
+            (
+                "alpha",
+                self.alpha,
+                self.alpha >= 0.0,
+                "must be finite and >= 0",
+            ),
+            (
+                "beta",
+                self.beta,
+                self.beta >= 0.0,
+                "must be finite and >= 0",
+            ),
+            (
+                "gamma",
+                self.gamma,
+                self.gamma >= 0.0,
+                "must be finite and >= 0",
+            ),
+            (
+                "temperature",
+                self.temperature,
+                self.temperature > 0.0,
+                "must be finite and > 0",
+            ),
+            (
+                "smooth",
+                self.smooth,
+                (0.0..1.0).contains(&self.smooth),
+                "must be in [0, 1)",
+            ),
         ];
         for (name, value, ok, reason) in checks {
             if !(value.is_finite() && ok) {
-                return Err(SupconError::Config { name, value, reason });
+                return Err(SupconError::Config {
+                    name,
+                    value,
+                    reason,
+                });
             }
         }
         Ok(())
@@ -106,7 +135,11 @@ pub struct PacoLoss {
 
 impl PacoLoss {
     /// Loss with the log-prior of the training class counts `n_c` (see [`crate::log_prior`]).
-    pub fn from_class_counts(config: PacoConfig, class_counts: &[usize], device: &Device) -> Result<Self> {
+    pub fn from_class_counts(
+        config: PacoConfig,
+        class_counts: &[usize],
+        device: &Device,
+    ) -> Result<Self> {
         let prior = log_prior(class_counts)?;
         let log_prior = Tensor::from_vec(prior, (1, class_counts.len()), device)?;
         Self::with_log_prior(config, &log_prior)
@@ -144,7 +177,12 @@ impl PacoLoss {
     ///
     /// `features: (M, D)` float, `labels: (M,)` integer, `centre_logits: (N, C)` same dtype as
     /// `features`, `1 <= N <= M`; the first N labels must be in `0..C`.
-    pub fn forward(&self, features: &Tensor, labels: &Tensor, centre_logits: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        features: &Tensor,
+        labels: &Tensor,
+        centre_logits: &Tensor,
+    ) -> Result<Tensor> {
         let cfg = &self.config;
         check_float(features, "features")?;
         check_float(centre_logits, "centre_logits")?;

@@ -181,7 +181,10 @@ impl LabelledQueue {
         let labels = labels.to_device(self.labels.device())?;
         // Only the last K rows survive a batch longer than the queue.
         let skip = b.saturating_sub(k);
-        let (keys, labels) = (keys.narrow(0, skip, b - skip)?, labels.narrow(0, skip, b - skip)?);
+        let (keys, labels) = (
+            keys.narrow(0, skip, b - skip)?,
+            labels.narrow(0, skip, b - skip)?,
+        );
         let start = (self.ptr + skip) % k;
         let rows = b - skip;
         let first = rows.min(k - start);
@@ -194,7 +197,14 @@ impl LabelledQueue {
     }
 
     /// Copies rows `from..from + len` of `keys`/`labels` to queue rows `to..to + len`.
-    fn write(&self, keys: &Tensor, labels: &Tensor, from: usize, len: usize, to: usize) -> Result<()> {
+    fn write(
+        &self,
+        keys: &Tensor,
+        labels: &Tensor,
+        from: usize,
+        len: usize,
+        to: usize,
+    ) -> Result<()> {
         // `contiguous` copies when narrowed or when `keys` is a view of the queue itself, which
         // slice_set refuses.
         let keys = keys.narrow(0, from, len)?.copy()?;
@@ -216,7 +226,11 @@ impl LabelledQueue {
     }
 
     /// Restores a queue from [`Self::to_tensors`]'s map, checking shapes, dtypes and the pointer.
-    pub fn from_tensors(tensors: &HashMap<String, Tensor>, prefix: &str, device: &Device) -> Result<Self> {
+    pub fn from_tensors(
+        tensors: &HashMap<String, Tensor>,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self> {
         let get = |name: &str| -> Result<(String, Tensor)> {
             let key = format!("{prefix}{name}");
             match tensors.get(&key) {
@@ -237,22 +251,36 @@ impl LabelledQueue {
         if keys.rank() != 2 || keys.elem_count() == 0 || !keys.dtype().is_float() {
             return Err(bad(
                 &keys_key,
-                format!("must be a non-empty (K, D) float tensor, got {:?} {:?}", keys.dims(), keys.dtype()),
+                format!(
+                    "must be a non-empty (K, D) float tensor, got {:?} {:?}",
+                    keys.dims(),
+                    keys.dtype()
+                ),
             ));
         }
         let k = keys.dim(0)?;
         if labels.dims() != [k] || labels.dtype() != DType::U32 {
             return Err(bad(
                 &labels_key,
-                format!("must be ({k},) u32, got {:?} {:?}", labels.dims(), labels.dtype()),
+                format!(
+                    "must be ({k},) u32, got {:?} {:?}",
+                    labels.dims(),
+                    labels.dtype()
+                ),
             ));
         }
         if ptr.dims() != [1] || ptr.dtype() != DType::U32 {
-            return Err(bad(&ptr_key, format!("must be (1,) u32, got {:?} {:?}", ptr.dims(), ptr.dtype())));
+            return Err(bad(
+                &ptr_key,
+                format!("must be (1,) u32, got {:?} {:?}", ptr.dims(), ptr.dtype()),
+            ));
         }
         let ptr = ptr.to_vec1::<u32>()?[0] as usize;
         if ptr >= k {
-            return Err(bad(&ptr_key, format!("= {ptr} is not a row of a queue of {k}")));
+            return Err(bad(
+                &ptr_key,
+                format!("= {ptr} is not a row of a queue of {k}"),
+            ));
         }
         Ok(Self {
             // Own copies, so the loaded map and the queue never share storage.
@@ -276,10 +304,11 @@ impl LabelledQueue {
     /// Reads a queue written by [`Self::save`].
     pub fn load(path: impl AsRef<Path>, prefix: &str, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        let tensors = candle_core::safetensors::load(path, device).map_err(|source| SupconError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let tensors =
+            candle_core::safetensors::load(path, device).map_err(|source| SupconError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::from_tensors(&tensors, prefix, device)
     }
 }

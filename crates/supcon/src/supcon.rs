@@ -78,7 +78,10 @@ impl SupConLoss {
     /// `temperature` T and `base_temperature` T_base must be finite and positive; the loss is scaled
     /// by `T / T_base`.
     pub fn new(temperature: f64, base_temperature: f64, mode: ContrastMode) -> Result<Self> {
-        for (name, value) in [("temperature", temperature), ("base_temperature", base_temperature)] {
+        for (name, value) in [
+            ("temperature", temperature),
+            ("base_temperature", base_temperature),
+        ] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(SupconError::Config {
                     name,

@@ -40,7 +40,11 @@ pub(crate) fn labels_u32(t: &Tensor, what: &'static str, len: usize) -> Result<T
 }
 
 /// Fails if any label is outside `0..num_classes`, naming the first offending row.
-pub(crate) fn check_class_range(labels: &Tensor, what: &'static str, num_classes: usize) -> Result<()> {
+pub(crate) fn check_class_range(
+    labels: &Tensor,
+    what: &'static str,
+    num_classes: usize,
+) -> Result<()> {
     if labels.dim(0)? == 0 {
         return Ok(());
     }

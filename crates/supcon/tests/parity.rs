@@ -12,7 +12,10 @@ use supcon::{
 const TOL: f64 = 1e-5;
 
 fn fixtures(family: &str) -> HashMap<String, Tensor> {
-    let path = format!("{}/tests/fixtures/{family}.safetensors", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/{family}.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
     candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -34,10 +37,25 @@ fn params(map: &HashMap<String, Tensor>, case: &str) -> Vec<f64> {
 /// max|a - b| / max|b| over all elements (b = reference, f64).
 fn rel_err(got: &Tensor, want: &Tensor) -> f64 {
     assert_eq!(got.dims(), want.dims(), "shape mismatch");
-    let a = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-    let b = want.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let a = got
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = want
+        .to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
     let scale = b.iter().fold(0f64, |m, x| m.max(x.abs()));
-    let diff = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
     assert!(a.iter().all(|x| x.is_finite()), "non-finite values");
     if scale == 0.0 {
         diff
@@ -68,17 +86,37 @@ fn supcon_matches_supcontrast() {
     assert_eq!(names.len(), 10, "fixture cases: {names:?}");
     for case in &names {
         let p = params(&map, case);
-        let mode = if p[2] == 1.0 { ContrastMode::One } else { ContrastMode::All };
-        let no_positive = if p[3] == 1.0 { NoPositive::Exclude } else { NoPositive::CountAsZero };
-        let loss_fn = SupConLoss::new(p[0], p[1], mode).unwrap().with_no_positive(no_positive);
+        let mode = if p[2] == 1.0 {
+            ContrastMode::One
+        } else {
+            ContrastMode::All
+        };
+        let no_positive = if p[3] == 1.0 {
+            NoPositive::Exclude
+        } else {
+            NoPositive::CountAsZero
+        };
+        let loss_fn = SupConLoss::new(p[0], p[1], mode)
+            .unwrap()
+            .with_no_positive(no_positive);
         let features = Var::from_tensor(get(&map, case, "features")).unwrap();
         let labels = map.get(&format!("{case}.labels"));
         let loss = loss_fn.forward(features.as_tensor(), labels).unwrap();
         assert_eq!(loss.dtype(), DType::F32);
-        check(&format!("supcon {case} loss"), &loss.reshape(1).unwrap(), get(&map, case, "loss"));
+        check(
+            &format!("supcon {case} loss"),
+            &loss.reshape(1).unwrap(),
+            get(&map, case, "loss"),
+        );
         let grads = loss.backward().unwrap();
-        let grad = grads.get(features.as_tensor()).expect("gradient reaches the features");
-        check(&format!("supcon {case} grad"), grad, get(&map, case, "grad_features"));
+        let grad = grads
+            .get(features.as_tensor())
+            .expect("gradient reaches the features");
+        check(
+            &format!("supcon {case} grad"),
+            grad,
+            get(&map, case, "grad_features"),
+        );
     }
 }
 
@@ -100,13 +138,31 @@ fn paco_matches_gpaco() {
         let features = Var::from_tensor(get(&map, case, "features")).unwrap();
         let logits = Var::from_tensor(get(&map, case, "logits")).unwrap();
         let labels = get(&map, case, "labels");
-        let loss = paco.forward(features.as_tensor(), labels, logits.as_tensor()).unwrap();
-        check(&format!("paco {case} loss"), &loss.reshape(1).unwrap(), get(&map, case, "loss"));
+        let loss = paco
+            .forward(features.as_tensor(), labels, logits.as_tensor())
+            .unwrap();
+        check(
+            &format!("paco {case} loss"),
+            &loss.reshape(1).unwrap(),
+            get(&map, case, "loss"),
+        );
         let grads = loss.backward().unwrap();
-        let gf = grads.get(features.as_tensor()).expect("gradient reaches the features");
-        let gz = grads.get(logits.as_tensor()).expect("gradient reaches the logits");
-        check(&format!("paco {case} grad features"), gf, get(&map, case, "grad_features"));
-        check(&format!("paco {case} grad logits"), gz, get(&map, case, "grad_logits"));
+        let gf = grads
+            .get(features.as_tensor())
+            .expect("gradient reaches the features");
+        let gz = grads
+            .get(logits.as_tensor())
+            .expect("gradient reaches the logits");
+        check(
+            &format!("paco {case} grad features"),
+            gf,
+            get(&map, case, "grad_features"),
+        );
+        check(
+            &format!("paco {case} grad logits"),
+            gz,
+            get(&map, case, "grad_logits"),
+        );
     }
 }
 
@@ -127,10 +183,20 @@ fn cross_entropy_matches_torch() {
                 .forward(logits.as_tensor(), labels)
                 .unwrap()
         };
-        check(&format!("ce {case} loss"), &loss.reshape(1).unwrap(), get(&map, case, "loss"));
+        check(
+            &format!("ce {case} loss"),
+            &loss.reshape(1).unwrap(),
+            get(&map, case, "loss"),
+        );
         let grads = loss.backward().unwrap();
-        let gz = grads.get(logits.as_tensor()).expect("gradient reaches the logits");
-        check(&format!("ce {case} grad"), gz, get(&map, case, "grad_logits"));
+        let gz = grads
+            .get(logits.as_tensor())
+            .expect("gradient reaches the logits");
+        check(
+            &format!("ce {case} grad"),
+            gz,
+            get(&map, case, "grad_logits"),
+        );
     }
 }
 
@@ -139,12 +205,16 @@ fn zero_tau_adjustment_equals_plain_cross_entropy() {
     let map = fixtures("ce");
     let logits = get(&map, "plain", "logits");
     let labels = get(&map, "plain", "labels");
-    let plain = cross_entropy(logits, labels).unwrap().to_scalar::<f32>().unwrap();
-    let adjusted = LogitAdjustedCrossEntropy::from_class_counts(&counts(&map, "plain"), 0.0, &Device::Cpu)
-        .unwrap()
-        .forward(logits, labels)
+    let plain = cross_entropy(logits, labels)
         .unwrap()
         .to_scalar::<f32>()
         .unwrap();
+    let adjusted =
+        LogitAdjustedCrossEntropy::from_class_counts(&counts(&map, "plain"), 0.0, &Device::Cpu)
+            .unwrap()
+            .forward(logits, labels)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
     assert_eq!(plain, adjusted);
 }
