@@ -79,8 +79,11 @@ fn loader(
     Loader::new(Arc::clone(data), mode, small_augment(), cfg, 1234).unwrap()
 }
 
+/// Indices, labels and tensor values of a step.
+type Flat = (Vec<Vec<usize>>, Vec<Vec<u32>>, Vec<Vec<f32>>);
+
 /// Every number of a step, flattened, for exact comparison.
-fn flatten(s: &Step) -> (Vec<Vec<usize>>, Vec<Vec<u32>>, Vec<Vec<f32>>) {
+fn flatten(s: &Step) -> Flat {
     let mut idx = Vec::new();
     let mut labels = Vec::new();
     let mut values = Vec::new();
