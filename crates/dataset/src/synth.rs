@@ -415,6 +415,8 @@ struct LesionParams {
     /// Radius of the dermoscope's field (lesion space), or infinity.
     scope_radius: f32,
     radius: f32,
+    /// Upper bound of the border radius over all angles (radius times the harmonics' largest product).
+    max_radius: f32,
     aspect: f32,
     angle: f32,
     /// Border harmonics: (amplitude, phase) for k = 2..
@@ -484,7 +486,7 @@ impl LesionParams {
             look.irregularity.1,
         )
         .clamp(0.0, 0.3);
-        let harmonics = (2..8)
+        let harmonics: Vec<(f32, f32)> = (2..8)
             .map(|k| {
                 (
                     irregularity * rng.random_range(0.3f32..1.0) / (k as f32 - 1.0).sqrt(),
@@ -616,6 +618,11 @@ impl LesionParams {
                 f32::INFINITY
             },
             radius,
+            max_radius: radius
+                * harmonics
+                    .iter()
+                    .map(|&(a, _)| 1.0 + a.abs())
+                    .product::<f32>(),
             aspect: rng.random_range(1.0f32..1.35),
             angle: rng.random_range(0.0f32..PI),
             harmonics,
@@ -688,6 +695,15 @@ fn coverage(d: f32, w: f32) -> f32 {
     (0.5 - d / w).clamp(0.0, 1.0)
 }
 
+/// Whether `p` is within `margin` of the segment's bounding box (a cheap test before the distance).
+fn near_segment(p: [f32; 2], s: &Segment, margin: f32) -> bool {
+    let m = margin + s.half_width;
+    p[0] >= s.a[0].min(s.b[0]) - m
+        && p[0] <= s.a[0].max(s.b[0]) + m
+        && p[1] >= s.a[1].min(s.b[1]) - m
+        && p[1] <= s.a[1].max(s.b[1]) + m
+}
+
 fn segment_distance(p: [f32; 2], s: &Segment) -> f32 {
     let (dx, dy) = (s.b[0] - s.a[0], s.b[1] - s.a[1]);
     let len2 = dx * dx + dy * dy;
@@ -734,14 +750,19 @@ fn render(l: &LesionParams, view: &View, width: u32, height: u32, pixel_seed: u6
         let (ex, ey) = (cos_l * q[0] + sin_l * q[1], -sin_l * q[0] + cos_l * q[1]);
         let (ex, ey) = (ex / l.aspect, ey);
         let r = (ex * ex + ey * ey).sqrt();
-        let theta = ey.atan2(ex);
-        let mut rad = l.radius;
-        for (k, &(amp, phase)) in l.harmonics.iter().enumerate() {
-            rad *= 1.0 + amp * ((k as f32 + 2.0) * theta + phase).sin();
-        }
-        let d = r / rad.max(1e-3);
         let soft = l.softness.max(0.02);
-        let body = ((1.0 + soft - d) / (2.0 * soft)).clamp(0.0, 1.0);
+        // Far outside the largest possible border the harmonics need not be evaluated.
+        let (body, d) = if r > l.max_radius * (1.0 + soft) {
+            (0.0, f32::INFINITY)
+        } else {
+            let theta = ey.atan2(ex);
+            let mut rad = l.radius;
+            for (k, &(amp, phase)) in l.harmonics.iter().enumerate() {
+                rad *= 1.0 + amp * ((k as f32 + 2.0) * theta + phase).sin();
+            }
+            let d = r / rad.max(1e-3);
+            (((1.0 + soft - d) / (2.0 * soft)).clamp(0.0, 1.0), d)
+        };
         if body > 0.0 {
             let t = d.clamp(0.0, 1.0).powf(1.5);
             let mut lc = mix(l.inner, l.outer, t);
@@ -762,13 +783,10 @@ fn render(l: &LesionParams, view: &View, width: u32, height: u32, pixel_seed: u6
                 }
             }
         }
-        for s in &l.segments {
-            let dd = segment_distance(q, s) - s.half_width;
-            if dd < edge {
-                blend(&mut c, s.colour, s.opacity * coverage(dd, edge));
+        for s in l.segments.iter().chain(&l.hairs) {
+            if !near_segment(q, s, edge) {
+                continue;
             }
-        }
-        for s in &l.hairs {
             let dd = segment_distance(q, s) - s.half_width;
             if dd < edge {
                 blend(&mut c, s.colour, s.opacity * coverage(dd, edge));
