@@ -78,7 +78,8 @@ def cases(include_all):
         out["astronaut_native"] = photo("astronaut")
         out["coffee_600x450"] = resized(photo("coffee"), 600, 450)
         out["chelsea_600x450"] = resized(photo("chelsea"), 600, 450)
-        for name in ["rocket", "immunohistochemistry", "motorcycle_left", "page", "text", "moon"]:
+        for name in ["rocket", "immunohistochemistry", "page", "text", "moon", "coins", "colorwheel",
+                     "hubble_deep_field", "retina", "clock", "brick", "grass", "gravel"]:
             out[f"{name}_native"] = photo(name)
         for i in range(20):
             hh, ww = (int(v) for v in rng.integers(1, 300, 2))

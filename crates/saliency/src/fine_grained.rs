@@ -210,17 +210,23 @@ fn scale_row_generic(
         let g = centre[x];
         // Window areas are at most 224 * 224, so the f32 product is the exact integer area.
         let mean = (sum - g) / (widths[x] * h - 1.0);
-        on[x] += u16::from(truncate_positive(g - mean));
-        off[x] += u16::from(truncate_positive(mean - g));
+        on[x] += truncate_positive(g - mean);
+        off[x] += truncate_positive(mean - g);
     }
 }
 
-/// `(uchar)v` for `v > 0`, else 0 (NaN included). `v < 256` here: `g <= 255` and the mean of
-/// non-negative pixels is non-negative up to `f32` rounding far below 1.
+/// `(uchar)v` for `v > 0`, else 0 (NaN included), as `u16`.
+///
+/// `v < 256` always: `v = g - mean` with `g <= 255`, and a blurred `g` near 255 has bright
+/// neighbours, so its surround mean is far above the `f32` rounding error of the box sum (under
+/// 2 grey levels even for 16-megapixel images). Clamping to 255 therefore changes nothing, and
+/// lets the conversion compile to one vector instruction (Rust's saturating `as` does not).
 #[inline(always)]
-fn truncate_positive(v: f32) -> u8 {
-    // Rust's saturating cast equals the C++ truncation on (0, 256) and maps NaN and v <= 0 to 0.
-    v as u8
+fn truncate_positive(v: f32) -> u16 {
+    // f32::max returns the non-NaN operand, so NaN (a 1x1 image's 0/0) becomes 0 like in C++.
+    let clamped = v.max(0.0).min(255.0);
+    // SAFETY: `clamped` is finite and in [0, 255], representable as i32.
+    (unsafe { clamped.to_int_unchecked::<i32>() }) as u16
 }
 
 /// `(B*3735 + G*19235 + R*9798 + 16384) >> 15` per pixel; `rgb` is in R, G, B order.
@@ -305,16 +311,9 @@ fn mix(on_sum: &[u16], off_sum: &[u16], out: &mut [u8]) {
     // The sums take at most 6 * 255 + 1 values: a lookup table replaces a division per pixel.
     let on_table = normalise_table(max_on);
     let off_table = normalise_table(max_off);
-    let max_on8 = on_sum
-        .iter()
-        .map(|&s| on_table[usize::from(s)])
-        .max()
-        .unwrap_or(0);
-    let max_off8 = off_sum
-        .iter()
-        .map(|&s| off_table[usize::from(s)])
-        .max()
-        .unwrap_or(0);
+    // The tables are non-decreasing, so the largest normalised value is that of the largest sum.
+    let max_on8 = on_table[usize::from(max_on)];
+    let max_off8 = off_table[usize::from(max_off)];
     let max_val = i32::from(max_on8.max(max_off8));
     let mut combine = [0u8; 511];
     for (s, c) in combine.iter_mut().enumerate() {
