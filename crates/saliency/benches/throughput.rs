@@ -183,20 +183,21 @@ fn main() {
     println!();
     println!(
         "| batch API, 600x450 RGB, 32 images | threads | img/s | speed-up vs 1 thread | \
-         cores obtained (CPU s / wall s) |"
+         cores obtained (CPU s / wall s) | img per CPU second |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|");
     for (i, &t) in thread_counts.iter().enumerate() {
         let cpu = mem_cpu[i].map_or("n/a".into(), |c| format!("{c:.2}"));
+        let per_cpu = mem_cpu[i].map_or("n/a".into(), |c| format!("{:.1}", mem_rates[i] / c));
         println!(
-            "| saliency_batch (in memory) | {t} | {:.1} | {:.2}x | {cpu} |",
+            "| saliency_batch (in memory) | {t} | {:.1} | {:.2}x | {cpu} | {per_cpu} |",
             mem_rates[i],
             mem_rates[i] / mem_rates[0]
         );
     }
     for (i, &t) in thread_counts.iter().enumerate() {
         println!(
-            "| write_maps (PNG in, PNG out) | {t} | {:.1} | {:.2}x | |",
+            "| write_maps (PNG in, PNG out) | {t} | {:.1} | {:.2}x | | |",
             file_rates[i],
             file_rates[i] / file_rates[0]
         );

@@ -223,7 +223,9 @@ fn scale_row_generic(
 /// lets the conversion compile to one vector instruction (Rust's saturating `as` does not).
 #[inline(always)]
 fn truncate_positive(v: f32) -> u16 {
-    // f32::max returns the non-NaN operand, so NaN (a 1x1 image's 0/0) becomes 0 like in C++.
+    // f32::max returns the non-NaN operand, so NaN (a 1x1 image's 0/0) becomes 0 like in C++;
+    // f32::clamp would keep the NaN.
+    #[allow(clippy::manual_clamp)]
     let clamped = v.max(0.0).min(255.0);
     // SAFETY: `clamped` is finite and in [0, 255], representable as i32.
     (unsafe { clamped.to_int_unchecked::<i32>() }) as u16
