@@ -118,7 +118,7 @@ pub struct LoadedBatch {
 
 /// Everything for one training (or evaluation) step.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct LoadedStep {
     pub epoch: u64,
     pub step: usize,
     pub batches: Vec<LoadedBatch>,
@@ -228,7 +228,7 @@ impl Loader {
     }
 
     /// Builds one step now, on the loader's threads (no prefetching).
-    pub fn load_step(&self, epoch: u64, step: usize) -> Result<Step> {
+    pub fn load_step(&self, epoch: u64, step: usize) -> Result<LoadedStep> {
         self.inner.load_step(epoch, step)
     }
 
@@ -326,7 +326,7 @@ impl Slots {
 
 /// Iterator over the steps of one epoch; yields `Err` once (with the file name) and then stops.
 pub struct EpochIter {
-    rx: Option<Receiver<Result<Step>>>,
+    rx: Option<Receiver<Result<LoadedStep>>>,
     handle: Option<JoinHandle<()>>,
     slots: Arc<Slots>,
     done: bool,
@@ -340,7 +340,7 @@ impl EpochIter {
 }
 
 impl Iterator for EpochIter {
-    type Item = Result<Step>;
+    type Item = Result<LoadedStep>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
@@ -399,7 +399,7 @@ impl Inner {
         }
     }
 
-    fn load_step(&self, epoch: u64, step: usize) -> Result<Step> {
+    fn load_step(&self, epoch: u64, step: usize) -> Result<LoadedStep> {
         let batches_idx = self.batch_indices(epoch, step);
         let sizes = self.view_sizes();
         let mut img_bufs: Vec<Vec<Vec<f32>>> = Vec::new();
@@ -469,7 +469,7 @@ impl Inner {
                 views,
             });
         }
-        Ok(Step {
+        Ok(LoadedStep {
             epoch,
             step,
             batches: out,

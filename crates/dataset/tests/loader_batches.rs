@@ -7,7 +7,7 @@ use std::sync::Arc;
 use candle_core::DType;
 use dataset::augment::{AugmentConfig, EvalConfig, ViewConfig};
 use dataset::data_set::DataSet;
-use dataset::loader::{Loader, LoaderConfig, LoaderMode, Step};
+use dataset::loader::{LoadedStep, Loader, LoaderConfig, LoaderMode};
 use dataset::split_files::{saliency_path, write_split_csv, SplitRow};
 use dataset::IsicClass;
 use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -83,7 +83,7 @@ fn loader(
 type Flat = (Vec<Vec<usize>>, Vec<Vec<u32>>, Vec<Vec<f32>>);
 
 /// Every number of a step, flattened, for exact comparison.
-fn flatten(s: &Step) -> Flat {
+fn flatten(s: &LoadedStep) -> Flat {
     let mut idx = Vec::new();
     let mut labels = Vec::new();
     let mut values = Vec::new();
@@ -111,7 +111,7 @@ fn spmix_batches_have_the_documented_shapes() {
     assert_eq!(data.len(), 18);
     let l = loader(&data, LoaderMode::Spmix, 2, None);
     assert_eq!(l.steps_per_epoch(), 4);
-    let steps: Vec<Step> = l.epoch(0).map(|s| s.unwrap()).collect();
+    let steps: Vec<LoadedStep> = l.epoch(0).map(|s| s.unwrap()).collect();
     assert_eq!(steps.len(), 4);
     let s = &steps[1];
     assert_eq!(s.step, 1);
