@@ -1,1 +1,125 @@
-//! (being written)
+//! Inference and evaluation with the query network: images `(B, 3, S, S)` (resize + centre crop,
+//! DESIGN.md step 10) -> logits `(B, C)` -> softmax probabilities; metrics from the argmax.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use dataset::augment::{AugmentConfig, Normalization, Pair, ViewConfig};
+use dataset::data_set::DataSet;
+use dataset::loader::{Loader, LoaderConfig, LoaderMode};
+use model::QueryNetwork;
+
+use crate::config::Config;
+use crate::metrics::{self, EvalMetrics};
+
+/// The loader's augmentation settings for a config: query/key/baseline views at the model's
+/// image size, evaluation resize `round(size * eval_resize_ratio)` then centre crop `size`.
+pub fn augment_config(cfg: &Config) -> AugmentConfig {
+    let s = cfg.model.image_size as u32;
+    AugmentConfig {
+        query: ViewConfig::query(s),
+        key: ViewConfig::key(s),
+        baseline: ViewConfig::query(s),
+        eval: dataset::augment::EvalConfig {
+            resize: ((s as f64) * cfg.data.eval_resize_ratio).round() as u32,
+            crop: s,
+        },
+        normalization: Normalization::isic(),
+    }
+}
+
+/// Softmax of `(B, C)` logits, rows as vectors.
+pub fn probabilities(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let p = candle_nn::ops::softmax(&logits.to_dtype(candle_core::DType::F32)?, 1)?;
+    Ok(p.to_vec2::<f32>()?)
+}
+
+/// Predictions of a whole data set, in data set order.
+pub struct SplitPredictions {
+    /// Image ids.
+    pub images: Vec<String>,
+    /// True labels.
+    pub labels: Vec<usize>,
+    /// `(n, C)` class probabilities.
+    pub probabilities: Vec<Vec<f32>>,
+}
+
+impl SplitPredictions {
+    /// Metrics of the argmax predictions.
+    pub fn metrics(&self, data: &DataSet) -> EvalMetrics {
+        let preds = metrics::argmax_rows(&self.probabilities);
+        let names: Vec<String> = dataset::IsicClass::ALL
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        metrics::evaluate(&self.labels, &preds, &names, &data.groups())
+    }
+}
+
+/// Runs the query network (eval mode) over `data` with the evaluation transform.
+pub fn predict_split(
+    query: &QueryNetwork,
+    data: Arc<DataSet>,
+    cfg: &Config,
+    device: &Device,
+) -> Result<SplitPredictions> {
+    let loader = Loader::new(
+        Arc::clone(&data),
+        LoaderMode::Eval,
+        augment_config(cfg),
+        LoaderConfig {
+            batch_size: cfg.eval.batch_size,
+            threads: cfg.data.workers,
+            prefetch: cfg.data.prefetch,
+            with_saliency: false,
+            ..LoaderConfig::default()
+        },
+        cfg.run.seed,
+    )?;
+    let mut labels = Vec::with_capacity(data.len());
+    let mut probs = Vec::with_capacity(data.len());
+    let mut images = Vec::with_capacity(data.len());
+    for step in loader.epoch(0) {
+        let step = step?;
+        let b = &step.batches[0];
+        let x = b.views[0].images.to_device(device)?;
+        let logits = query.classify(&query.encoder().forward_t(&x, false)?)?;
+        probs.extend(probabilities(&logits)?);
+        labels.extend(b.labels.to_vec1::<u32>()?.into_iter().map(|l| l as usize));
+        images.extend(b.indices.iter().map(|&i| data.item(i).image.clone()));
+    }
+    Ok(SplitPredictions {
+        images,
+        labels,
+        probabilities: probs,
+    })
+}
+
+/// Class probabilities of image files (any size; resized and centre-cropped as in evaluation).
+pub fn predict_files(
+    query: &QueryNetwork,
+    files: &[impl AsRef<Path>],
+    cfg: &Config,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let aug = augment_config(cfg);
+    let s = cfg.model.image_size;
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let f = f.as_ref();
+        let img = dataset::data_set::decode_rgb(f)
+            .with_context(|| format!("reading image {}", f.display()))?;
+        let (w, h) = img.dimensions();
+        let pair = Pair::new(img, image::GrayImage::new(w, h)).map_err(anyhow::Error::msg)?;
+        let view = aug.eval.apply(&pair);
+        let mut x = vec![0f32; 3 * s * s];
+        let mut sal = vec![0f32; s * s];
+        aug.normalization.write_chw(&view, &mut x, &mut sal);
+        let x = Tensor::from_vec(x, (1, 3, s, s), device)?;
+        let logits = query.classify(&query.encoder().forward_t(&x, false)?)?;
+        out.extend(probabilities(&logits)?);
+    }
+    Ok(out)
+}

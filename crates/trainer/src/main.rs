@@ -1,1 +1,162 @@
-fn main() {}
+//! `trainer`: train / eval / predict. Glue over the library modules.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use trainer::checkpoint::Which;
+use trainer::config::Config;
+use trainer::train::{self, Outcome, Trainer};
+
+#[derive(Parser)]
+#[command(name = "trainer", about = "SPMix training, evaluation and prediction")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (a new run folder, or --resume an interrupted one).
+    Train {
+        /// TOML config (e.g. configs/demo.toml); not needed with --resume.
+        #[arg(long, required_unless_present = "resume")]
+        config: Option<PathBuf>,
+        /// Override a config value: --set optim.lr=1e-4 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Continue the run in this folder from its last checkpoint.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set"])]
+        resume: Option<PathBuf>,
+        /// cpu or cuda:N (overrides run.device).
+        #[arg(long)]
+        device: Option<String>,
+        /// Skip the final test evaluation.
+        #[arg(long)]
+        no_test: bool,
+    },
+    /// Evaluate a run's checkpoint on a split; writes report.md/.json, confusion.png and
+    /// predictions.csv into RUN_DIR/eval-<split>-<checkpoint>/.
+    Eval {
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        #[arg(long, default_value = "test", value_parser = ["val", "test"])]
+        split: String,
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: Which,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Class probabilities of images (CSV on stdout: image,MEL,NV,BCC,AKIEC,BKL,DF,VASC).
+    Predict {
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: Which,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Train {
+            config,
+            set,
+            resume,
+            device,
+            no_test,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            ctrlc::set_handler(move || {
+                if flag.swap(true, Ordering::SeqCst) {
+                    eprintln!("second Ctrl-C: exiting without a checkpoint");
+                    std::process::exit(130);
+                }
+                eprintln!("Ctrl-C: finishing the step, then writing a checkpoint (Ctrl-C again to quit now)");
+            })
+            .context("installing the Ctrl-C handler")?;
+            let mut trainer = match resume {
+                Some(dir) => Trainer::resume(&dir, device.as_deref(), stop)?,
+                None => {
+                    let path = config.expect("clap requires --config without --resume");
+                    let mut cfg = Config::from_file(&path, &set)?;
+                    if let Some(d) = device {
+                        cfg.run.device = d;
+                        cfg.validate().map_err(anyhow::Error::msg)?;
+                    }
+                    Trainer::create(cfg, stop)?
+                }
+            };
+            let started = std::time::Instant::now();
+            match trainer.fit()? {
+                Outcome::Finished => {}
+                Outcome::Interrupted | Outcome::Halted => return Ok(ExitCode::from(130)),
+            }
+            tracing::info!("training took {:.1} s", started.elapsed().as_secs_f64());
+            if !no_test {
+                trainer.finish()?;
+            }
+            println!("run folder: {}", trainer.run_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            run,
+            split,
+            checkpoint,
+            device,
+        } => {
+            let dev = device.as_deref().map(train::open_device).transpose()?;
+            let name = match checkpoint {
+                Which::Best => "best",
+                Which::Last => "last",
+            };
+            let out = run.join(format!("eval-{split}-{name}"));
+            train::evaluate_run(&run, &split, checkpoint, dev.as_ref(), &out)?;
+            println!("report: {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predict {
+            run,
+            checkpoint,
+            device,
+            images,
+        } => {
+            let dev = device.as_deref().map(train::open_device).transpose()?;
+            let (cfg, _, query, _, dev) = train::load_run_network(&run, checkpoint, dev.as_ref())?;
+            let probs = trainer::evaluate::predict_files(&query, &images, &cfg, &dev)?;
+            println!("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC");
+            for (path, p) in images.iter().zip(probs) {
+                let id = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| path.display().to_string());
+                let cols: Vec<String> = p.iter().map(|v| format!("{v:.6}")).collect();
+                println!("{id},{}", cols.join(","));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

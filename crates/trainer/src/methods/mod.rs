@@ -1,1 +1,71 @@
-//! One file per training method (being written).
+//! One training step per method. Each step takes the loader's [`dataset::loader::LoadedStep`] and returns
+//! the loss (a scalar with its graph) plus what the loop needs afterwards; the loop owns backward,
+//! clipping, the optimiser and the queue update.
+//!
+//! - [`ce`]: cross-entropy on one batch `(B, 3, S, S)` (instance or class-balanced sampler);
+//! - [`paco`]: PaCo on the instance batch's query and key views, no mixing;
+//! - [`spmix`]: SPMix (DESIGN.md steps 1-8): tokens of the instance and class-balanced batches
+//!   mixed patch-wise with the lesion-aware ratio `(B, N)`, then PaCo.
+
+pub mod ce;
+pub mod paco;
+pub mod spmix;
+
+use candle_core::{Device, Tensor, D};
+use model::{MomentumKeyNetwork, QueryNetwork};
+use supcon::{LabelledQueue, PacoLoss};
+
+use crate::config::{Config, KeyNetwork};
+
+/// The networks and losses a step uses.
+pub struct StepContext<'a> {
+    pub cfg: &'a Config,
+    pub device: &'a Device,
+    pub query: &'a QueryNetwork,
+    /// The momentum key network (`key_network = "ema"` with a contrastive method).
+    pub key: Option<&'a MomentumKeyNetwork>,
+    /// The queue of past keys (contrastive methods).
+    pub queue: Option<&'a LabelledQueue>,
+    pub paco: Option<&'a PacoLoss>,
+    pub epoch: usize,
+    pub step: usize,
+}
+
+/// What a step produced.
+pub struct StepOutput {
+    /// Scalar loss, with its graph.
+    pub loss: Tensor,
+    /// `(B, C)` logits of the (mixed) query images, for the training accuracy.
+    pub logits: Tensor,
+    /// `(B,)` u32 labels the logits are scored against.
+    pub labels: Tensor,
+    /// Keys `(B', D)` and labels `(B',)` to enqueue after the update.
+    pub enqueue: Option<(Tensor, Tensor)>,
+}
+
+/// Rows scaled to unit l2 norm: `(B, D)` -> `(B, D)`.
+pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = (x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-12)?;
+    x.broadcast_div(&norm)
+}
+
+/// PaCo on queries `q (B, D)` (normalised), keys `k (B, D)` (normalised), centre logits
+/// `z (N, C)` (N = B with an EMA key network, 2B shared) and labels `y (B,)`, against the queue.
+pub fn paco_loss(
+    ctx: &StepContext,
+    q: &Tensor,
+    k: &Tensor,
+    z: &Tensor,
+    y: &Tensor,
+) -> anyhow::Result<Tensor> {
+    let queue = ctx.queue.ok_or_else(|| anyhow::anyhow!("contrastive method without a queue"))?;
+    let paco = ctx.paco.ok_or_else(|| anyhow::anyhow!("contrastive method without a PaCo loss"))?;
+    let f = Tensor::cat(&[q, k, queue.keys()], 0)?;
+    let labels = Tensor::cat(&[y, y, queue.labels()], 0)?;
+    Ok(paco.forward(&f, &labels, z)?)
+}
+
+/// Whether keys come from the momentum network.
+pub fn uses_ema(cfg: &Config) -> bool {
+    cfg.method.key_network == KeyNetwork::Ema
+}

@@ -1,0 +1,81 @@
+//! Bad configs: unknown keys (with a suggestion), bad values, bad overrides, missing files.
+
+use trainer::config::{Config, MethodName};
+
+fn err(text: &str, sets: &[&str]) -> String {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    Config::from_toml_str(text, "test.toml", &sets)
+        .expect_err("the config should be rejected")
+        .to_string()
+}
+
+#[test]
+fn unknown_key_names_the_path_and_suggests_the_nearest() {
+    let e = err("[optim]\nweight_decy = 0.1\n", &[]);
+    assert!(e.contains("test.toml"), "{e}");
+    assert!(e.contains("unknown key `optim.weight_decy`"), "{e}");
+    assert!(e.contains("did you mean `optim.weight_decay`"), "{e}");
+    let e = err("[modle]\ndepth = 2\n", &[]);
+    assert!(e.contains("did you mean `model`"), "{e}");
+    let e = err("[model]\nembed = 2\n", &[]);
+    assert!(e.contains("model.embed"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let e = err("[method]\nname = \"mixup\"\n", &[]);
+    assert!(e.contains("mixup") && e.contains("spmix"), "{e}");
+    let e = err("[optim]\nlr = -1.0\n", &[]);
+    assert!(e.contains("optim.lr"), "{e}");
+    let e = err("[run]\ndevice = \"gpu\"\n", &[]);
+    assert!(e.contains("cpu` or `cuda:N"), "{e}");
+    let e = err("[mix]\nalpha = 0.3\n", &[]);
+    assert!(e.contains("alpha"), "{e}");
+    let e = err("[run]\nepochs = \"ten\"\n", &[]);
+    assert!(e.contains("epochs"), "{e}");
+    let e = err("[model]\nimage_size = 40\n", &[]);
+    assert!(e.contains("mix.patch_size"), "{e}");
+    let e = err("[run\n", &[]);
+    assert!(e.contains("malformed TOML"), "{e}");
+}
+
+#[test]
+fn overrides_set_any_value_and_reject_unknown_keys() {
+    let sets: Vec<String> = ["method.name=ce-resample", "optim.lr=1", "mix.patch=false", "run.name=x y"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let cfg = Config::from_toml_str("", "t", &sets).unwrap();
+    assert_eq!(cfg.method.name, MethodName::CeResample);
+    assert_eq!(cfg.optim.lr, 1.0);
+    assert!(!cfg.mix.patch);
+    assert_eq!(cfg.run.name, "x y");
+    let e = err("", &["optim.lrr=1"]);
+    assert!(e.contains("did you mean `optim.lr`"), "{e}");
+    let e = err("", &["optim"]);
+    assert!(e.contains("KEY=VALUE"), "{e}");
+    let e = err("", &["optim=3"]);
+    assert!(e.contains("is a table"), "{e}");
+}
+
+#[test]
+fn missing_file_names_it() {
+    let e = Config::from_file("no/such/config.toml".as_ref(), &[]).unwrap_err().to_string();
+    assert!(e.contains("no/such/config.toml"), "{e}");
+}
+
+#[test]
+fn every_shipped_config_parses() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs");
+    let mut n = 0;
+    for sub in ["", "baselines", "ablation"] {
+        for e in std::fs::read_dir(format!("{root}/{sub}")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Config::from_file(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 10, "only {n} configs found");
+}
