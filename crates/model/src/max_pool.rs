@@ -141,10 +141,10 @@ impl CustomOp2 for StemMaxPoolBackward {
                 for ih in 0..h {
                     // Outputs whose window [2o-1, 2o+1] covers ih.
                     let oh_lo = ih.saturating_sub(1).div_ceil(2);
-                    let oh_hi = ((ih + 1) / 2).min(ho - 1);
+                    let oh_hi = ih.div_ceil(2).min(ho - 1);
                     for iw in 0..w {
                         let ow_lo = iw.saturating_sub(1).div_ceil(2);
-                        let ow_hi = ((iw + 1) / 2).min(wo - 1);
+                        let ow_hi = iw.div_ceil(2).min(wo - 1);
                         let me = ih * w + iw;
                         let mut acc = 0f32;
                         for oh in oh_lo..=oh_hi {

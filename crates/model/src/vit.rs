@@ -1,10 +1,10 @@
 //! Hybrid Vision Transformer (timm's `VisionTransformer` with a `HybridEmbed` of a ResNet-D trunk).
 //!
 //! Shapes, with N = grid_size^2 tokens of width C (full: N = 196, C = 768):
-//! - [`HybridVit::embed_t`]: images `(B, 3, H, W)` -> tokens `(B, N, C)` (trunk, 1x1 conv, flatten);
-//! - [`HybridVit::encode`]: tokens `(B, N, C)` -> features `(B, C)` (cls token, position
+//! - [`HybridVit::embed_t`] maps images `(B, 3, H, W)` -> tokens `(B, N, C)` (trunk, 1x1 conv, flatten);
+//! - [`HybridVit::encode`] maps tokens `(B, N, C)` -> features `(B, C)` (cls token, position
 //!   embedding `(1, N + 1, C)`, pre-norm blocks, final LayerNorm, cls row);
-//! - [`HybridVit::forward_t`]: both.
+//! - [`HybridVit::forward_t`] does both.
 //!
 //! The seam between `embed_t` and `encode` is where SPMix mixes tokens of two images.
 //! Variable names are timm's: `patch_embed.backbone.*`, `patch_embed.proj.{weight,bias}`,
