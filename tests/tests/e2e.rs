@@ -55,7 +55,14 @@ warmup_epochs = 1
     assert_eq!(t.fit().unwrap(), Outcome::Finished);
     let metrics = t.finish().unwrap();
     let run = t.run_dir.clone();
-    for f in ["config.toml", "run.json", "metrics.csv", "report.md", "curves.png", "confusion.png"] {
+    for f in [
+        "config.toml",
+        "run.json",
+        "metrics.csv",
+        "report.md",
+        "curves.png",
+        "confusion.png",
+    ] {
         assert!(run.join(f).exists(), "{f} missing from {}", run.display());
     }
 
@@ -63,13 +70,19 @@ warmup_epochs = 1
     assert_eq!(report.context.split, "test");
     assert_eq!(report.context.method, "spmix");
     assert_eq!(report.metrics, metrics);
-    let (images, probs) = trainer::report::read_predictions_csv(&run.join("predictions.csv")).unwrap();
+    let (images, probs) =
+        trainer::report::read_predictions_csv(&run.join("predictions.csv")).unwrap();
     assert_eq!(images.len(), report.metrics.num_samples);
-    assert!(probs.iter().all(|p| p.len() == 7 && (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    assert!(probs
+        .iter()
+        .all(|p| p.len() == 7 && (p.iter().sum::<f32>() - 1.0).abs() < 1e-4));
     // The predictions' argmax against the test labels reproduces the report.
     let test = dataset::data_set::DataSet::open(&d.join("split"), "test").unwrap();
-    let label_of: std::collections::HashMap<&str, usize> =
-        test.items().iter().map(|i| (i.image.as_str(), i.label)).collect();
+    let label_of: std::collections::HashMap<&str, usize> = test
+        .items()
+        .iter()
+        .map(|i| (i.image.as_str(), i.label))
+        .collect();
     let labels: Vec<usize> = images.iter().map(|i| label_of[i.as_str()]).collect();
     let preds = trainer::metrics::argmax_rows(&probs);
     let correct = labels.iter().zip(&preds).filter(|(a, b)| a == b).count();
@@ -80,5 +93,10 @@ warmup_epochs = 1
     let out = run.join("eval-val-last");
     let val = trainer::train::evaluate_run(&run, "val", Which::Last, None, &out).unwrap();
     assert!(out.join("report.json").exists() && out.join("predictions.csv").exists());
-    assert_eq!(val.num_samples, dataset::data_set::DataSet::open(&d.join("split"), "val").unwrap().len());
+    assert_eq!(
+        val.num_samples,
+        dataset::data_set::DataSet::open(&d.join("split"), "val")
+            .unwrap()
+            .len()
+    );
 }

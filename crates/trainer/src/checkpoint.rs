@@ -255,7 +255,10 @@ pub fn find(run_dir: &Path, which: Which) -> Result<PathBuf> {
 fn load_state_only(dir: &Path) -> Result<(PathBuf, TrainState)> {
     let js = dir.join("state.json");
     let text = std::fs::read_to_string(&js).with_context(|| format!("reading {}", js.display()))?;
-    Ok((js.clone(), serde_json::from_str(&text).with_context(|| format!("parsing {}", js.display()))?))
+    Ok((
+        js.clone(),
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", js.display()))?,
+    ))
 }
 
 /// Tensors of `map` under `prefix`, with the prefix removed.
@@ -286,7 +289,10 @@ mod tests {
         assert_eq!(p.best, Some((30, 0.6)));
         assert_eq!(p.kept, vec![30, 40]);
         // Ctrl-C mid-epoch 5 at step 43: the interrupted state becomes the last, 40 goes.
-        assert_eq!(p.on_interrupt(43), vec![Action::Save(43), Action::Delete(40)]);
+        assert_eq!(
+            p.on_interrupt(43),
+            vec![Action::Save(43), Action::Delete(40)]
+        );
         assert_eq!(p.kept, vec![30, 43]);
         // Resumed, epoch 5 ends at step 50, better: 30 and 43 go.
         assert_eq!(

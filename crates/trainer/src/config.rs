@@ -412,7 +412,8 @@ impl Config {
             origin: origin.into(),
             message: e.to_string(),
         })?;
-        let known = toml::Table::try_from(Config::default()).expect("the default config serialises");
+        let known =
+            toml::Table::try_from(Config::default()).expect("the default config serialises");
         check_keys(&value, &known, "", origin)?;
         for o in overrides {
             apply_override(&mut value, &known, o)?;
@@ -440,9 +441,7 @@ impl Config {
 
     /// Cross-field checks; the message names the key.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        self.model
-            .validate()
-            .map_err(|e| format!("[model]: {e}"))?;
+        self.model.validate().map_err(|e| format!("[model]: {e}"))?;
         let pos = |k: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -463,21 +462,36 @@ impl Config {
         pos("optim.lr", self.optim.lr)?;
         pos("optim.eps", self.optim.eps)?;
         if !(self.optim.weight_decay >= 0.0 && self.optim.weight_decay.is_finite()) {
-            return Err(format!("optim.weight_decay = {}: must be >= 0", self.optim.weight_decay));
+            return Err(format!(
+                "optim.weight_decay = {}: must be >= 0",
+                self.optim.weight_decay
+            ));
         }
         if !(0.0..=self.optim.lr).contains(&self.optim.min_lr) {
-            return Err(format!("optim.min_lr = {}: must be in [0, optim.lr]", self.optim.min_lr));
+            return Err(format!(
+                "optim.min_lr = {}: must be in [0, optim.lr]",
+                self.optim.min_lr
+            ));
         }
-        for (k, b) in [("optim.beta1", self.optim.beta1), ("optim.beta2", self.optim.beta2)] {
+        for (k, b) in [
+            ("optim.beta1", self.optim.beta1),
+            ("optim.beta2", self.optim.beta2),
+        ] {
             if !(0.0..1.0).contains(&b) {
                 return Err(format!("{k} = {b}: must be in [0, 1)"));
             }
         }
         if !(self.optim.grad_clip >= 0.0 && self.optim.grad_clip.is_finite()) {
-            return Err(format!("optim.grad_clip = {}: must be >= 0 (0 = off)", self.optim.grad_clip));
+            return Err(format!(
+                "optim.grad_clip = {}: must be >= 0 (0 = off)",
+                self.optim.grad_clip
+            ));
         }
         if !(0.0..=1.0).contains(&self.method.momentum) {
-            return Err(format!("method.momentum = {}: must be in [0, 1]", self.method.momentum));
+            return Err(format!(
+                "method.momentum = {}: must be in [0, 1]",
+                self.method.momentum
+            ));
         }
         self.mix
             .ratio_config()
@@ -500,7 +514,10 @@ impl Config {
         if self.loss.queue_size == 0 {
             return Err("loss.queue_size = 0: must be at least 1".into());
         }
-        self.loss.paco().validate_public().map_err(|e| format!("[loss]: {e}"))?;
+        self.loss
+            .paco()
+            .validate_public()
+            .map_err(|e| format!("[loss]: {e}"))?;
         if self.model.num_classes != dataset::NUM_CLASSES {
             return Err(format!(
                 "model.num_classes = {}: the ISIC data have {} classes",
@@ -677,13 +694,17 @@ fn apply_override(value: &mut toml::Table, known: &toml::Table, arg: &str) -> Re
                 prefix.push('.');
             }
             Some(toml::Value::Table(_)) => {
-                return Err(bad(format!("`{prefix}{p}` is a table; set one of its keys")))
+                return Err(bad(format!(
+                    "`{prefix}{p}` is a table; set one of its keys"
+                )))
             }
             Some(_) if !last => return Err(bad(format!("`{prefix}{p}` is not a table"))),
             Some(default) => {
                 // A float key given as an integer (`optim.lr=1`) is still a float.
                 let v = match (default, parsed) {
-                    (toml::Value::Float(_), toml::Value::Integer(n)) => toml::Value::Float(n as f64),
+                    (toml::Value::Float(_), toml::Value::Integer(n)) => {
+                        toml::Value::Float(n as f64)
+                    }
                     (_, v) => v,
                 };
                 vt.insert(p.to_string(), v);

@@ -43,7 +43,14 @@ pub fn civil_time(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, (rem / 60 % 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem / 60 % 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 fn now_secs() -> u64 {
@@ -68,8 +75,12 @@ pub fn git_revision() -> String {
 /// SHA-256 (hex) of `<split_dir>/split.json`.
 pub fn manifest_hash(split_dir: &Path) -> Result<String> {
     let p = split_dir.join(dataset::split_files::MANIFEST_FILE);
-    let bytes = std::fs::read(&p).with_context(|| format!("reading the split manifest {}", p.display()))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    let bytes =
+        std::fs::read(&p).with_context(|| format!("reading the split manifest {}", p.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Creates a fresh run folder `<output_dir>/<name>-<timestamp>` (a `-2`, `-3`... suffix when that
@@ -92,7 +103,10 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
             }
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!("cannot create the run folder {} (is the output folder writable?)", dir.display())
+                    format!(
+                        "cannot create the run folder {} (is the output folder writable?)",
+                        dir.display()
+                    )
                 })
             }
         }
@@ -107,7 +121,10 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
         started: format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
     };
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-    write_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&info)?.as_bytes())?;
+    write_atomic(
+        &dir.join("run.json"),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+    )?;
     Ok((dir, info))
 }
 
@@ -129,7 +146,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())

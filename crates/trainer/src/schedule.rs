@@ -100,7 +100,11 @@ impl AdamW {
 
     /// One update at learning rate `lr` from `grads`; a variable without a gradient is left alone
     /// (its moments too), as PyTorch does.
-    pub fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64) -> candle_core::Result<()> {
+    pub fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        lr: f64,
+    ) -> candle_core::Result<()> {
         self.step += 1;
         let p = self.params;
         let t = self.step as i32;
@@ -158,7 +162,10 @@ impl AdamW {
                         t.dims(),
                         var.dims()
                     )),
-                    Some(t) => match t.to_device(var.device()).and_then(|t| t.to_dtype(DType::F32)) {
+                    Some(t) => match t
+                        .to_device(var.device())
+                        .and_then(|t| t.to_dtype(DType::F32))
+                    {
                         Ok(t) => out.push(t),
                         Err(e) => problems.push(format!("{key}: {e}")),
                     },
@@ -184,7 +191,11 @@ pub fn clip_grad_norm(
     let mut sq = 0f64;
     for (_, v) in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            sq += g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
         }
     }
     let norm = sq.sqrt();
@@ -222,7 +233,11 @@ mod tests {
             (100, 0.0),
         ];
         for (t, lr) in expect {
-            assert!((s.lr_at(t) - lr).abs() < 1e-12, "step {t}: {} != {lr}", s.lr_at(t));
+            assert!(
+                (s.lr_at(t) - lr).abs() < 1e-12,
+                "step {t}: {} != {lr}",
+                s.lr_at(t)
+            );
         }
         let no_warmup = LrSchedule {
             base_lr: 1.0,
@@ -266,9 +281,18 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.1,
         };
-        let mut opt = AdamW::new(vec![("w".into(), w.clone()), ("b".into(), b.clone())], params).unwrap();
+        let mut opt = AdamW::new(
+            vec![("w".into(), w.clone()), ("b".into(), b.clone())],
+            params,
+        )
+        .unwrap();
         opt.step(&grads, 0.1).unwrap();
-        let wv = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let wv = w
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let bv = b.as_tensor().to_vec1::<f32>().unwrap();
         let step = 0.1 * 0.5 / (0.5 + 1e-8);
         assert!((wv[0] as f64 - (0.99 - step)).abs() < 1e-6, "{wv:?}");

@@ -73,13 +73,19 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
             min_per_class: data.synthetic_min_per_class,
             ..Default::default()
         };
-        tracing::info!("generating the synthetic data set in {}", data.source.display());
-        let s = dataset::synth::generate_synthetic_isic(&data.source, &opts, false)
-            .with_context(|| format!("generating the synthetic set in {}", data.source.display()))?;
+        tracing::info!(
+            "generating the synthetic data set in {}",
+            data.source.display()
+        );
+        let s = dataset::synth::generate_synthetic_isic(&data.source, &opts, false).with_context(
+            || format!("generating the synthetic set in {}", data.source.display()),
+        )?;
         tracing::info!("{} synthetic images, {} lesions", s.images, s.lesions);
     }
     let protocol = if data.protocol == "stratified" {
-        dataset::split_files::SplitProtocol::Stratified { ratios: data.ratios }
+        dataset::split_files::SplitProtocol::Stratified {
+            ratios: data.ratios,
+        }
     } else {
         dataset::split_files::SplitProtocol::Balanced {
             val_per_class: data.val_per_class,
@@ -95,8 +101,13 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
         "preparing the split and saliency maps in {}",
         data.split_dir.display()
     );
-    let report = dataset::prepare::prepare_split(&opts)
-        .with_context(|| format!("preparing {} from {}", data.split_dir.display(), data.source.display()))?;
+    let report = dataset::prepare::prepare_split(&opts).with_context(|| {
+        format!(
+            "preparing {} from {}",
+            data.split_dir.display(),
+            data.source.display()
+        )
+    })?;
     for w in &report.warnings {
         tracing::warn!("{w}");
     }
@@ -113,7 +124,11 @@ pub enum InitLaw {
 }
 
 /// See [`InitLaw`]; `shapes` gives every variable's shape (a conv bias's law depends on its weight).
-pub fn init_law(name: &str, dims: &[usize], shapes: &HashMap<String, Vec<usize>>) -> Option<InitLaw> {
+pub fn init_law(
+    name: &str,
+    dims: &[usize],
+    shapes: &HashMap<String, Vec<usize>>,
+) -> Option<InitLaw> {
     if name.ends_with("cls_token") {
         return Some(InitLaw::Normal(1e-6));
     }
@@ -130,8 +145,13 @@ pub fn init_law(name: &str, dims: &[usize], shapes: &HashMap<String, Vec<usize>>
         [_, _] => Some(InitLaw::Normal(0.02)),
         [_] if name.ends_with(".bias") => {
             // A conv bias is U(+-1/sqrt(fan_in)); linear biases start at zero.
-            match shapes.get(&name.replace(".bias", ".weight")).map(|v| v.as_slice()) {
-                Some([_, cin, kh, kw]) => Some(InitLaw::Uniform(1.0 / ((cin * kh * kw) as f64).sqrt())),
+            match shapes
+                .get(&name.replace(".bias", ".weight"))
+                .map(|v| v.as_slice())
+            {
+                Some([_, cin, kh, kw]) => {
+                    Some(InitLaw::Uniform(1.0 / ((cin * kh * kw) as f64).sqrt()))
+                }
                 _ => None,
             }
         }
@@ -144,16 +164,19 @@ pub fn init_law(name: &str, dims: &[usize], shapes: &HashMap<String, Vec<usize>>
 /// (and so an exact resume) needs the same start.
 pub fn seeded_init(query: &QueryNetwork, seed: u64) -> Result<()> {
     let vars = query.trainable_vars();
-    let shapes: HashMap<String, Vec<usize>> =
-        vars.iter().map(|(n, v)| (n.clone(), v.dims().to_vec())).collect();
+    let shapes: HashMap<String, Vec<usize>> = vars
+        .iter()
+        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
+        .collect();
     for (name, var) in vars {
         let Some(law) = init_law(&name, var.dims(), &shapes) else {
             continue;
         };
-        let name_hash = name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(&[seed, TAG_INIT, name_hash]));
+        let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(&[seed, TAG_INIT, name_hash]));
         let n = var.elem_count();
         let draws: Vec<f32> = (0..n)
             .map(|_| match law {
@@ -265,13 +288,18 @@ impl Trainer {
     ) -> Result<Self> {
         let split = &cfg.data.split_dir;
         let train = Arc::new(
-            DataSet::open(split, "train").with_context(|| format!("opening {}/train.csv", split.display()))?,
+            DataSet::open(split, "train")
+                .with_context(|| format!("opening {}/train.csv", split.display()))?,
         );
         let val = Arc::new(
-            DataSet::open(split, "val").with_context(|| format!("opening {}/val.csv", split.display()))?,
+            DataSet::open(split, "val")
+                .with_context(|| format!("opening {}/val.csv", split.display()))?,
         );
         if train.is_empty() || val.is_empty() {
-            bail!("{}: the train and val splits must not be empty", split.display());
+            bail!(
+                "{}: the train and val splits must not be empty",
+                split.display()
+            );
         }
         let query = QueryNetwork::new(&cfg.model, &device)?;
         seeded_init(&query, cfg.run.seed)?;
@@ -374,7 +402,11 @@ impl Trainer {
             .map(|(k, t)| (format!("query.{k}"), t))
             .collect();
         if let Some(key) = &self.key {
-            out.extend(key.tensors()?.into_iter().map(|(k, t)| (format!("key.{k}"), t)));
+            out.extend(
+                key.tensors()?
+                    .into_iter()
+                    .map(|(k, t)| (format!("key.{k}"), t)),
+            );
         }
         out.extend(self.opt.state_tensors("opt."));
         if let Some(q) = &self.queue {
@@ -502,7 +534,8 @@ impl Trainer {
                 let preds = out.logits.argmax(1)?.to_vec1::<u32>()?;
                 let labels = out.labels.to_vec1::<u32>()?;
                 let n = labels.len();
-                self.state.partial_correct += preds.iter().zip(&labels).filter(|(a, b)| a == b).count();
+                self.state.partial_correct +=
+                    preds.iter().zip(&labels).filter(|(a, b)| a == b).count();
                 self.state.partial_samples += n;
                 self.state.partial_loss += loss * n as f64;
                 self.state.next_step = s + 1;
@@ -532,8 +565,13 @@ impl Trainer {
                 }
             }
             bar.finish_and_clear();
-            let val = evaluate::predict_split(&self.query, Arc::clone(&self.val), &self.cfg, &self.device)?
-                .metrics(&self.val);
+            let val = evaluate::predict_split(
+                &self.query,
+                Arc::clone(&self.val),
+                &self.cfg,
+                &self.device,
+            )?
+            .metrics(&self.val);
             let st = &mut self.state;
             let row = EpochRow {
                 epoch: e + 1,
@@ -571,7 +609,8 @@ impl Trainer {
             self.write_metrics()?;
             let records: Vec<crate::plots::EpochRecord> =
                 self.state.history.iter().map(to_record).collect();
-            if let Err(err) = crate::plots::plot_curves(&self.run_dir.join("curves.png"), &records) {
+            if let Err(err) = crate::plots::plot_curves(&self.run_dir.join("curves.png"), &records)
+            {
                 tracing::warn!("curves.png not written: {err:#}");
             }
             if self.stop.load(Ordering::SeqCst) && self.state.epoch < epochs {
@@ -589,7 +628,13 @@ impl Trainer {
     /// Evaluates the best checkpoint on the test split and writes `report.md`, `report.json`,
     /// `confusion.png` and `predictions.csv` into the run folder. Returns the test metrics.
     pub fn finish(&self) -> Result<EvalMetrics> {
-        evaluate_run(&self.run_dir, "test", checkpoint::Which::Best, Some(&self.device), &self.run_dir)
+        evaluate_run(
+            &self.run_dir,
+            "test",
+            checkpoint::Which::Best,
+            Some(&self.device),
+            &self.run_dir,
+        )
     }
 }
 
@@ -619,8 +664,14 @@ pub fn select(m: &EvalMetrics, which: SelectMetric) -> f64 {
 
 /// Loads `query.*` tensors of a checkpoint into `query`; the error lists missing, unexpected and
 /// mis-shaped tensors (e.g. a checkpoint of a different model config).
-pub fn load_query(query: &QueryNetwork, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<()> {
-    let map: BTreeMap<String, Tensor> = checkpoint::strip_prefix(tensors, "query.").into_iter().collect();
+pub fn load_query(
+    query: &QueryNetwork,
+    tensors: &HashMap<String, Tensor>,
+    origin: &str,
+) -> Result<()> {
+    let map: BTreeMap<String, Tensor> = checkpoint::strip_prefix(tensors, "query.")
+        .into_iter()
+        .collect();
     model::loading::load_tensors(query.varmap(), &map, &LoadOptions::default(), origin)
         .with_context(|| format!("{origin} does not match the model in the run's config"))?;
     Ok(())
@@ -655,10 +706,10 @@ pub fn evaluate_run(
     out_dir: &Path,
 ) -> Result<EvalMetrics> {
     let (cfg, info, query, state, device) = load_run_network(run, which, device)?;
-    let data = Arc::new(
-        DataSet::open(&cfg.data.split_dir, split)
-            .with_context(|| format!("opening split {split} of {}", cfg.data.split_dir.display()))?,
-    );
+    let data =
+        Arc::new(DataSet::open(&cfg.data.split_dir, split).with_context(|| {
+            format!("opening split {split} of {}", cfg.data.split_dir.display())
+        })?);
     let preds = evaluate::predict_split(&query, Arc::clone(&data), &cfg, &device)?;
     let metrics = preds.metrics(&data);
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -680,7 +731,10 @@ pub fn evaluate_run(
         git_revision: info.git_revision.clone(),
     };
     crate::report::write_report(out_dir, &ctx, &metrics)?;
-    let names: Vec<String> = dataset::IsicClass::ALL.iter().map(|c| c.name().to_string()).collect();
+    let names: Vec<String> = dataset::IsicClass::ALL
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
     crate::report::write_predictions_csv(
         &out_dir.join("predictions.csv"),
         &preds.images,

@@ -41,10 +41,15 @@ fn bad_values_name_the_key() {
 
 #[test]
 fn overrides_set_any_value_and_reject_unknown_keys() {
-    let sets: Vec<String> = ["method.name=ce-resample", "optim.lr=1", "mix.patch=false", "run.name=x y"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let sets: Vec<String> = [
+        "method.name=ce-resample",
+        "optim.lr=1",
+        "mix.patch=false",
+        "run.name=x y",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let cfg = Config::from_toml_str("", "t", &sets).unwrap();
     assert_eq!(cfg.method.name, MethodName::CeResample);
     assert_eq!(cfg.optim.lr, 1.0);
@@ -60,7 +65,9 @@ fn overrides_set_any_value_and_reject_unknown_keys() {
 
 #[test]
 fn missing_file_names_it() {
-    let e = Config::from_file("no/such/config.toml".as_ref(), &[]).unwrap_err().to_string();
+    let e = Config::from_file("no/such/config.toml".as_ref(), &[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no/such/config.toml"), "{e}");
 }
 
@@ -78,4 +85,14 @@ fn every_shipped_config_parses() {
         }
     }
     assert!(n >= 10, "only {n} configs found");
+}
+
+#[test]
+fn reports_use_the_paper_groups() {
+    use dataset::Group::*;
+    // MEL, NV, BCC, AKIEC, BKL, DF, VASC
+    assert_eq!(
+        trainer::evaluate::paper_groups(),
+        [Medium, Many, Medium, Few, Medium, Few, Few]
+    );
 }

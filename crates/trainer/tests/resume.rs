@@ -88,7 +88,10 @@ fn killed_and_resumed_run_is_bit_identical() {
     a.progress = false;
     assert_eq!(a.fit().unwrap(), Outcome::Finished);
     let steps_per_epoch = a.state().global_step / 2;
-    assert!(steps_per_epoch >= 2, "need >= 2 steps per epoch, got {steps_per_epoch}");
+    assert!(
+        steps_per_epoch >= 2,
+        "need >= 2 steps per epoch, got {steps_per_epoch}"
+    );
 
     let mut b = Trainer::create(cfg.clone(), Arc::clone(&stop)).unwrap();
     b.progress = false;
@@ -107,7 +110,10 @@ fn killed_and_resumed_run_is_bit_identical() {
     assert_eq!(ta.len(), tb.len());
     assert!(ta.keys().any(|k| k.starts_with("key.")) && ta.keys().any(|k| k.starts_with("queue.")));
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
-    assert!(differing.is_empty(), "tensors differ after resume: {differing:?}");
+    assert!(
+        differing.is_empty(),
+        "tensors differ after resume: {differing:?}"
+    );
     assert_eq!(a.state().history.len(), 2);
     for (ra, rb) in a.state().history.iter().zip(&b.state().history) {
         assert_eq!(ra.train_loss.to_bits(), rb.train_loss.to_bits());
@@ -119,7 +125,13 @@ fn killed_and_resumed_run_is_bit_identical() {
     // The run's best checkpoint evaluated on the test split writes the report files.
     let m = b.finish().unwrap();
     assert!(m.num_samples > 0);
-    for f in ["report.md", "report.json", "predictions.csv", "confusion.png", "curves.png"] {
+    for f in [
+        "report.md",
+        "report.json",
+        "predictions.csv",
+        "confusion.png",
+        "curves.png",
+    ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
 
@@ -129,7 +141,10 @@ fn killed_and_resumed_run_is_bit_identical() {
     let net = model::QueryNetwork::new(&other, &candle_core::Device::Cpu).unwrap();
     let ckpt = trainer::checkpoint::find(&dir, trainer::checkpoint::Which::Last).unwrap();
     let (t, _) = trainer::checkpoint::load(&ckpt, &candle_core::Device::Cpu).unwrap();
-    let e = format!("{:#}", trainer::train::load_query(&net, &t, "ckpt").unwrap_err());
+    let e = format!(
+        "{:#}",
+        trainer::train::load_query(&net, &t, "ckpt").unwrap_err()
+    );
     assert!(e.contains("cls_token") && e.contains("pos_embed"), "{e}");
 }
 
@@ -144,7 +159,10 @@ fn same_seed_same_run() {
     let mut b = Trainer::create(cfg, Arc::clone(&stop)).unwrap();
     let (ta, tb) = (tensors(&a), tensors(&b));
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
-    assert!(differing.is_empty(), "initial tensors differ: {differing:?}");
+    assert!(
+        differing.is_empty(),
+        "initial tensors differ: {differing:?}"
+    );
     a.halt_at_step = Some(1);
     b.halt_at_step = Some(1);
     a.progress = false;
@@ -153,7 +171,10 @@ fn same_seed_same_run() {
     b.fit().unwrap();
     let (ta, tb) = (tensors(&a), tensors(&b));
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
-    assert!(differing.is_empty(), "tensors differ after one step: {differing:?}");
+    assert!(
+        differing.is_empty(),
+        "tensors differ after one step: {differing:?}"
+    );
 }
 
 #[test]
@@ -175,7 +196,11 @@ fn ce_runs_and_resume_of_a_finished_run_is_a_no_op() {
 /// within 30% of candle's random draw (variables with at least 256 values), constants stay.
 #[test]
 fn seeded_init_matches_the_model_init() {
-    let cfg = tiny_config(Path::new("/nonexistent"), Path::new("/nonexistent"), "spmix");
+    let cfg = tiny_config(
+        Path::new("/nonexistent"),
+        Path::new("/nonexistent"),
+        "spmix",
+    );
     let mut m = cfg.model.clone();
     m.embed_dim = 64;
     m.proj_hidden = 128;
@@ -198,7 +223,10 @@ fn seeded_init_matches_the_model_init() {
         if a == 0.0 {
             assert_eq!(b, 0.0, "{n}: a constant was re-drawn");
         } else if v.elem_count() >= 256 && !n.ends_with("cls_token") {
-            assert!((b / a - 1.0).abs() < 0.3, "{n}: std {b} after re-draw, {a} before");
+            assert!(
+                (b / a - 1.0).abs() < 0.3,
+                "{n}: std {b} after re-draw, {a} before"
+            );
             checked += 1;
         }
     }

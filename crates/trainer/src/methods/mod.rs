@@ -58,8 +58,12 @@ pub fn paco_loss(
     z: &Tensor,
     y: &Tensor,
 ) -> anyhow::Result<Tensor> {
-    let queue = ctx.queue.ok_or_else(|| anyhow::anyhow!("contrastive method without a queue"))?;
-    let paco = ctx.paco.ok_or_else(|| anyhow::anyhow!("contrastive method without a PaCo loss"))?;
+    let queue = ctx
+        .queue
+        .ok_or_else(|| anyhow::anyhow!("contrastive method without a queue"))?;
+    let paco = ctx
+        .paco
+        .ok_or_else(|| anyhow::anyhow!("contrastive method without a PaCo loss"))?;
     let f = Tensor::cat(&[q, k, queue.keys()], 0)?;
     let labels = Tensor::cat(&[y, y, queue.labels()], 0)?;
     Ok(paco.forward(&f, &labels, z)?)

@@ -17,7 +17,9 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
     let (q, logits) = ctx.query.heads_t(&fq, true)?;
     let q = l2_normalize(&q)?;
     if uses_ema(ctx.cfg) {
-        let key = ctx.key.ok_or_else(|| anyhow::anyhow!("EMA key network missing"))?;
+        let key = ctx
+            .key
+            .ok_or_else(|| anyhow::anyhow!("EMA key network missing"))?;
         key.ema_update(ctx.query, ctx.cfg.method.momentum)?;
         let k = l2_normalize(&key.keys_t(&ki, true)?)?;
         let loss = paco_loss(ctx, &q, &k, &logits, &y)?;
@@ -29,7 +31,11 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
         })
     } else {
         let fk = ctx.query.encoder().forward_t(&ki, true)?;
-        let k = l2_normalize(&candle_core::ModuleT::forward_t(ctx.query.projector(), &fk, true)?)?;
+        let k = l2_normalize(&candle_core::ModuleT::forward_t(
+            ctx.query.projector(),
+            &fk,
+            true,
+        )?)?;
         let logits_k = ctx.query.classify(&fk)?;
         let z = candle_core::Tensor::cat(&[&logits, &logits_k], 0)?;
         let loss = paco_loss(ctx, &q, &k, &z, &y)?;

@@ -16,7 +16,7 @@ use super::{l2_normalize, paco_loss, uses_ema, StepContext, StepOutput};
 use crate::config::Foreground;
 
 /// Seed tag of the ratio noise, so it never collides with the loader's streams.
-const TAG_RATIO: u64 = 0x5350_4d49_58;
+const TAG_RATIO: u64 = 0x0053_504d_4958;
 
 /// One SPMix step on a SPMix-mode loader step (`[instance, class-balanced]` x `[query, key]`).
 pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
@@ -40,7 +40,9 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
 
     let rk = ratio(ctx, fg, bg, 1)?;
     if uses_ema(ctx.cfg) {
-        let key = ctx.key.ok_or_else(|| anyhow::anyhow!("EMA key network missing"))?;
+        let key = ctx
+            .key
+            .ok_or_else(|| anyhow::anyhow!("EMA key network missing"))?;
         key.ema_update(ctx.query, ctx.cfg.method.momentum)?;
         let tk = patchmix::patch_mix(
             &key.embed_t(&images(ctx, fg, 1)?, true)?,
@@ -80,7 +82,12 @@ fn images(ctx: &StepContext, b: &LoadedBatch, view: usize) -> anyhow::Result<Ten
 
 /// `(B, N)` ratio of view `view` from the two batches' saliency; the noise seed derives from
 /// (seed, epoch, step, view) so a resumed run draws the same noise.
-fn ratio(ctx: &StepContext, fg: &LoadedBatch, bg: &LoadedBatch, view: usize) -> anyhow::Result<Tensor> {
+fn ratio(
+    ctx: &StepContext,
+    fg: &LoadedBatch,
+    bg: &LoadedBatch,
+    view: usize,
+) -> anyhow::Result<Tensor> {
     let seed = derive_seed(&[
         ctx.cfg.run.seed,
         TAG_RATIO,
