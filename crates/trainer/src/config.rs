@@ -67,6 +67,7 @@ pub struct Config {
     pub loss: LossConfig,
     pub optim: OptimConfig,
     pub eval: EvalConfig,
+    pub augment: AugmentSection,
 }
 
 impl Default for Config {
@@ -80,6 +81,7 @@ impl Default for Config {
             loss: LossConfig::default(),
             optim: OptimConfig::default(),
             eval: EvalConfig::default(),
+            augment: AugmentSection::default(),
         }
     }
 }
@@ -378,6 +380,28 @@ pub enum SelectMetric {
     BalancedAccuracy,
 }
 
+/// `[augment]`: how strong the training views are. The defaults are the paper's presets
+/// (`dataset::augment::ViewConfig::query` / `key`); a tiny model on a few hundred images learns
+/// faster with larger crops and without RandAugment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSection {
+    /// RandomResizedCrop area fraction range of the query, key and baseline views (paper
+    /// `[0.08, 1.0]`).
+    pub crop_scale: [f32; 2],
+    /// Keep RandAugment in the query and baseline views (paper: yes).
+    pub rand_augment: bool,
+}
+
+impl Default for AugmentSection {
+    fn default() -> Self {
+        Self {
+            crop_scale: [0.08, 1.0],
+            rand_augment: true,
+        }
+    }
+}
+
 /// `[eval]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -540,6 +564,12 @@ impl Config {
             return Err(format!(
                 "data.eval_resize_ratio = {}: must be >= 1",
                 self.data.eval_resize_ratio
+            ));
+        }
+        let [lo, hi] = self.augment.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return Err(format!(
+                "augment.crop_scale = [{lo}, {hi}]: needs 0 < min <= max <= 1"
             ));
         }
         if self.eval.batch_size == 0 || self.data.prefetch == 0 {
