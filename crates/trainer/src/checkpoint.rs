@@ -103,17 +103,7 @@ impl KeepPolicy {
         if self.best.is_none_or(|(_, b)| metric > b) {
             self.best = Some((step, metric));
         }
-        let best = self.best.map(|(s, _)| s);
-        let mut keep = Vec::new();
-        for &s in &self.kept {
-            if Some(s) == best && s != step {
-                keep.push(s);
-            } else if s != step {
-                actions.push(Action::Delete(s));
-            }
-        }
-        keep.push(step);
-        self.kept = keep;
+        self.keep_only_best_and(step, &mut actions);
         actions
     }
 
@@ -121,6 +111,12 @@ impl KeepPolicy {
     /// best are deleted (the interrupted one is now the last).
     pub fn on_interrupt(&mut self, step: u64) -> Vec<Action> {
         let mut actions = vec![Action::Save(step)];
+        self.keep_only_best_and(step, &mut actions);
+        actions
+    }
+
+    /// After saving `step`: keep it and the best, delete every other kept checkpoint.
+    fn keep_only_best_and(&mut self, step: u64, actions: &mut Vec<Action>) {
         let best = self.best.map(|(s, _)| s);
         let mut keep = Vec::new();
         for &s in &self.kept {
@@ -132,7 +128,6 @@ impl KeepPolicy {
         }
         keep.push(step);
         self.kept = keep;
-        actions
     }
 }
 
