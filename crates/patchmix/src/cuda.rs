@@ -75,6 +75,30 @@ fn aligned16<T>(dev: &CudaDevice, v: &CudaView<'_, T>) -> bool {
     ptr % 16 == 0
 }
 
+/// The row-wise mixing kernel `{op}_{vec|scalar}_{sfx}` and its launch geometry (a warp per (b, n) row):
+/// the 16-byte vector variant when C is a multiple of the vector width and every operand is aligned.
+fn row_kernel<T>(
+    dev: &CudaDevice,
+    op: &str,
+    sfx: &str,
+    rows: usize,
+    c: usize,
+    aligned: bool,
+) -> candle_core::Result<(CudaFunction, LaunchConfig, u32, u32)> {
+    let kind = if aligned && c.is_multiple_of(16 / std::mem::size_of::<T>()) {
+        "vec"
+    } else {
+        "scalar"
+    };
+    let f = func(dev, &format!("{op}_{kind}_{sfx}"))?;
+    let cfg = LaunchConfig {
+        grid_dim: (grid_for_rows(dev, rows)?, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    Ok((f, cfg, to_u32("rows (B*N)", rows)?, to_u32("C", c)?))
+}
+
 fn to_u32(what: &'static str, v: usize) -> candle_core::Result<u32> {
     u32::try_from(v).map_err(|_| {
         PatchMixError::Param {
@@ -141,19 +165,8 @@ pub(crate) fn mix_fwd(
         let fg = fg.slice(o1..o1 + len);
         let bg = bg.slice(o2..o2 + len);
         let r = r.slice(o3..o3 + rows);
-        let vec = 16 / std::mem::size_of::<T>();
-        let kind = if c % vec == 0 && aligned16(dev, &fg) && aligned16(dev, &bg) {
-            "vec"
-        } else {
-            "scalar"
-        };
-        let f = func(dev, &format!("patchmix_fwd_{kind}_{sfx}"))?;
-        let (rows32, c32) = (to_u32("rows (B*N)", rows)?, to_u32("C", c)?);
-        let cfg = LaunchConfig {
-            grid_dim: (grid_for_rows(dev, rows)?, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let aligned = aligned16(dev, &fg) && aligned16(dev, &bg);
+        let (f, cfg, rows32, c32) = row_kernel::<T>(dev, "patchmix_fwd", sfx, rows, c, aligned)?;
         let stream = dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
         b.arg(&fg).arg(&bg).arg(&r).arg(&out).arg(&rows32).arg(&c32);
@@ -237,20 +250,8 @@ pub(crate) fn mix_bwd(
         let bg = bg.slice(o2..o2 + len);
         let g = g.slice(o3..o3 + len);
         let r = r.slice(or..or + rows);
-        let vec = 16 / std::mem::size_of::<T>();
-        let kind =
-            if c % vec == 0 && aligned16(dev, &fg) && aligned16(dev, &bg) && aligned16(dev, &g) {
-                "vec"
-            } else {
-                "scalar"
-            };
-        let f = func(dev, &format!("patchmix_bwd_{kind}_{sfx}"))?;
-        let (rows32, c32) = (to_u32("rows (B*N)", rows)?, to_u32("C", c)?);
-        let cfg = LaunchConfig {
-            grid_dim: (grid_for_rows(dev, rows)?, 1, 1),
-            block_dim: (BLOCK, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let aligned = aligned16(dev, &fg) && aligned16(dev, &bg) && aligned16(dev, &g);
+        let (f, cfg, rows32, c32) = row_kernel::<T>(dev, "patchmix_bwd", sfx, rows, c, aligned)?;
         let stream = dev.cuda_stream();
         let mut b = stream.launch_builder(&f);
         b.arg(&fg)
