@@ -13,7 +13,10 @@
 #    wheels (libnvrtc.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10), which it
 #    finds under the Python site-packages and puts on LD_LIBRARY_PATH.
 #
-# Other crates (the trainer) add their binaries by extending CRATES and the run step.
+# `build` also builds the `trainer` binary with all CUDA paths (patchmix, model, trainer) into
+# gpu-bin/trainer; `run` then trains the full model (configs/spmix.toml: 224 px, batch 64) for two
+# epochs on a generated synthetic set and reports training images per second and peak GPU memory
+# (sampled with nvidia-smi). TRAIN_EPOCHS and TRAIN_SCALE change its length.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${GPU_BIN:-target/gpu-bin}
@@ -48,6 +51,11 @@ for line in open(log):
 PY
     rm -f "$BIN/.cargo-$crate.json"
   done
+  CARGO_TARGET_DIR=target/cuda cargo build --release -p trainer \
+    --features patchmix/cuda,model/cuda,trainer/cuda
+  cp target/cuda/release/trainer "$BIN/trainer"
+  command -v strip >/dev/null && strip --strip-debug "$BIN/trainer"
+  echo "collected $BIN/trainer"
   exit 0
 fi
 
@@ -98,4 +106,50 @@ for b in "$BIN"/*-bench-*; do
   echo "## $(basename "$b")"
   PATCHMIX_BENCH_ITERS=${PATCHMIX_BENCH_ITERS:-5} "$b" --bench || status=1
 done
+
+# A short SPMix training run of the full model on synthetic data.
+if [ -x "$BIN/trainer" ]; then
+  echo "## trainer: full model, SPMix, synthetic data"
+  work=$(mktemp -d)
+  epochs=${TRAIN_EPOCHS:-2}
+  mem_log="$work/mem.csv"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$mem_log" &
+    smi=$!
+  fi
+  t0=$(date +%s.%N)
+  "$BIN/trainer" train --config configs/spmix.toml --device cuda:0 \
+    --set run.name='"gpu-check"' --set run.output_dir="\"$work/runs\"" --set run.epochs=$epochs \
+    --set optim.warmup_epochs=1 \
+    --set data.source="\"$work/synthetic\"" --set data.split_dir="\"$work/split\"" \
+    --set data.synthetic=true --set data.synthetic_scale=${TRAIN_SCALE:-0.1} \
+    --set data.synthetic_size='"300x225"' --set data.protocol='"balanced"' \
+    --set data.val_per_class=5 --set data.test_per_class=10 > "$work/train.log" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  [ -n "${smi:-}" ] && kill "$smi" 2>/dev/null
+  [ $rc -eq 0 ] || { status=1; echo "---- trainer failed:"; tail -n 40 "$work/train.log"; }
+  python3 - "$work" "$rc" "$t0" "$t1" <<'PY'
+import csv, glob, json, os, sys
+work, rc, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+runs = glob.glob(os.path.join(work, "runs", "*", "metrics.csv"))
+peak = "n/a"
+mem = os.path.join(work, "mem.csv")
+if os.path.exists(mem):
+    vals = [int(x) for x in open(mem).read().split() if x.strip().isdigit()]
+    if vals:
+        peak = f"{max(vals)} MiB (whole GPU, sampled every 200 ms)"
+print("| epoch | seconds (train + val) | train images/s |")
+print("|---:|---:|---:|")
+if runs:
+    d = os.path.dirname(runs[0])
+    manifest = json.load(open(os.path.join(work, "split", "split.json")))
+    n_train = sum(manifest["counts"]["train"])
+    for row in csv.DictReader(open(runs[0])):
+        s = float(row["seconds"])
+        print(f"| {row['epoch']} | {s:.1f} | {n_train / s:.1f} |")
+print(f"\ntrainer exit {rc}, wall {t1 - t0:.1f} s (incl. data generation and saliency), peak GPU memory {peak}")
+PY
+  rm -rf "$work"
+fi
 exit $status

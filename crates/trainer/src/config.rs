@@ -310,6 +310,29 @@ pub struct LossConfig {
     pub temperature: f64,
     /// Queue length K (paper: 8192).
     pub queue_size: usize,
+    /// Which class prior the PaCo centre logits are adjusted by (`Z + log(prior)`).
+    pub prior: Prior,
+}
+
+/// The class prior of PaCo's logit adjustment `Z + log(prior)`.
+///
+/// Logit adjustment makes `Z` estimate the class-balanced posterior only when the prior is the
+/// distribution of the labels the loss is trained on. SPMix's labels are the foreground's: with the
+/// class-balanced foreground (paper) they are drawn from the class-balanced sampler, not with the
+/// data set's frequencies, and adjusting by the data set's prior would push `Z` towards the tail
+/// twice (measured on the demo: every prediction goes to one Few class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prior {
+    /// The distribution the anchors' labels are drawn from: the class-balanced sampler's
+    /// (`n_c^(1-w)`, uniform for w = 1) when the foreground is the class-balanced sample, the
+    /// training set's class frequencies otherwise.
+    Anchors,
+    /// The training set's class frequencies `n_c / sum n`, whatever the sampler (DESIGN.md's
+    /// literal formula).
+    Dataset,
+    /// No adjustment (a constant prior).
+    Uniform,
 }
 
 impl Default for LossConfig {
@@ -321,6 +344,7 @@ impl Default for LossConfig {
             gamma: p.gamma,
             temperature: p.temperature,
             queue_size: 8192,
+            prior: Prior::Anchors,
         }
     }
 }
@@ -335,6 +359,35 @@ impl LossConfig {
             temperature: self.temperature,
             smooth: 0.0,
         }
+    }
+
+    /// The class distribution `(C,)` (sums to 1) that the logit adjustment uses, from the
+    /// training set's class counts, the method and the class-balanced sampler's exponent `w`.
+    pub fn prior_distribution(
+        &self,
+        method: &MethodConfig,
+        mix: &MixConfig,
+        counts: &[usize],
+    ) -> Vec<f64> {
+        let balanced_anchors =
+            method.name == MethodName::Spmix && mix.foreground == Foreground::Balanced;
+        let weights: Vec<f64> = match self.prior {
+            Prior::Uniform => vec![1.0; counts.len()],
+            Prior::Dataset => counts.iter().map(|&n| n as f64).collect(),
+            Prior::Anchors if balanced_anchors => counts
+                .iter()
+                .map(|&n| {
+                    if n == 0 {
+                        0.0
+                    } else {
+                        (n as f64).powf(1.0 - method.class_weight_exponent)
+                    }
+                })
+                .collect(),
+            Prior::Anchors => counts.iter().map(|&n| n as f64).collect(),
+        };
+        let total: f64 = weights.iter().sum();
+        weights.iter().map(|w| w / total).collect()
     }
 }
 
@@ -776,5 +829,67 @@ mod tests {
         let again = Config::from_toml_str(&cfg.to_toml(), "again", &[]).unwrap();
         assert_eq!(cfg, again);
         assert_eq!(again.method.name, MethodName::Paco);
+    }
+
+    /// The logit-adjustment prior follows the anchors' label distribution: the sampler's with
+    /// the class-balanced foreground, the data set's otherwise, or what the config forces.
+    #[test]
+    fn prior_follows_the_anchor_labels() {
+        let counts = [10usize, 60, 20, 0, 5, 3, 2];
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        let freq: Vec<f64> = counts.iter().map(|&n| n as f64 / 100.0).collect();
+        let uniform6: Vec<f64> = counts
+            .iter()
+            .map(|&n| if n == 0 { 0.0 } else { 1.0 / 6.0 })
+            .collect();
+
+        let spmix = Config::default();
+        assert_eq!(spmix.loss.prior, Prior::Anchors);
+        let p = spmix
+            .loss
+            .prior_distribution(&spmix.method, &spmix.mix, &counts);
+        assert!(close(&p, &uniform6), "{p:?}");
+
+        let inst = Config::from_toml_str("[mix]\nforeground = \"instance\"\n", "x", &[]).unwrap();
+        assert!(close(
+            &inst
+                .loss
+                .prior_distribution(&inst.method, &inst.mix, &counts),
+            &freq
+        ));
+
+        let paco = Config::from_toml_str("[method]\nname = \"paco\"\n", "x", &[]).unwrap();
+        assert!(close(
+            &paco
+                .loss
+                .prior_distribution(&paco.method, &paco.mix, &counts),
+            &freq
+        ));
+
+        // w = 0.5: class weights n^(1/2).
+        let half =
+            Config::from_toml_str("[method]\nclass_weight_exponent = 0.5\n", "x", &[]).unwrap();
+        let sq: Vec<f64> = counts.iter().map(|&n| (n as f64).sqrt()).collect();
+        let total: f64 = sq.iter().sum();
+        let want: Vec<f64> = sq.iter().map(|x| x / total).collect();
+        assert!(close(
+            &half
+                .loss
+                .prior_distribution(&half.method, &half.mix, &counts),
+            &want
+        ));
+
+        let forced = Config::from_toml_str("[loss]\nprior = \"dataset\"\n", "x", &[]).unwrap();
+        assert!(close(
+            &forced
+                .loss
+                .prior_distribution(&forced.method, &forced.mix, &counts),
+            &freq
+        ));
+        let flat = Config::from_toml_str("[loss]\nprior = \"uniform\"\n", "x", &[]).unwrap();
+        let p = flat
+            .loss
+            .prior_distribution(&flat.method, &flat.mix, &counts);
+        assert!(p.iter().all(|&x| (x - 1.0 / 7.0).abs() < 1e-12), "{p:?}");
     }
 }

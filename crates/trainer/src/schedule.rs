@@ -114,9 +114,12 @@ impl AdamW {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let g = g.to_dtype(DType::F32)?;
-            let m = ((&self.m[i] * p.beta1)? + (&g * (1.0 - p.beta1))?)?;
-            let v = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
+            // A variable's gradient still carries the op graph of the step's forward pass
+            // (candle detaches only intermediate gradients): keeping it inside the moments would
+            // chain every step's activations to the next and grow memory without bound.
+            let g = g.detach().to_dtype(DType::F32)?;
+            let m = ((&self.m[i] * p.beta1)? + (&g * (1.0 - p.beta1))?)?.detach();
+            let v = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?.detach();
             let theta = if *decay {
                 (var.as_tensor() * (1.0 - lr * p.weight_decay))?
             } else {
@@ -298,5 +301,34 @@ mod tests {
         assert!((wv[0] as f64 - (0.99 - step)).abs() < 1e-6, "{wv:?}");
         assert!((bv[0] as f64 - (1.0 - step)).abs() < 1e-6, "{bv:?}");
         assert_eq!(opt.decayed_names(), vec!["w"]);
+    }
+
+    /// The moments must not keep the step's graph: a gradient of `w * x` with `x` an activation
+    /// carries `x`'s graph, and moments built from it would chain every step to the next.
+    #[test]
+    fn moments_hold_no_graph() {
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&Tensor::ones(3, DType::F32, &dev).unwrap()).unwrap();
+        let params = AdamWParams {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        let mut opt = AdamW::new(vec![("w".into(), w.clone())], params).unwrap();
+        for _ in 0..3 {
+            // x depends on w, so d(loss)/dw = 2 w x-ish tensors built from tracked activations.
+            let x = w.as_tensor().sqr().unwrap();
+            let loss = (w.as_tensor() * &x).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            assert!(
+                grads.get(w.as_tensor()).unwrap().track_op(),
+                "premise: grads carry a graph"
+            );
+            opt.step(&grads, 0.01).unwrap();
+        }
+        for (name, t) in opt.state_tensors("") {
+            assert!(!t.track_op(), "{name} keeps an op graph");
+        }
     }
 }

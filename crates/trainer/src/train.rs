@@ -44,13 +44,51 @@ pub fn open_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// The split protocol the `[data]` section asks for.
+fn wanted_protocol(data: &DataConfig) -> dataset::split_files::SplitProtocol {
+    if data.protocol == "stratified" {
+        dataset::split_files::SplitProtocol::Stratified {
+            ratios: data.ratios,
+        }
+    } else {
+        dataset::split_files::SplitProtocol::Balanced {
+            val_per_class: data.val_per_class,
+            test_per_class: data.test_per_class,
+        }
+    }
+}
+
+/// When the config prepares its own split (`data.source` set), an existing `split.json` must
+/// have been made with the same protocol and seed: otherwise a changed config would silently
+/// train and evaluate on an old split.
+fn check_prepared_split(data: &DataConfig) -> Result<()> {
+    if data.source.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let m = dataset::split_files::SplitManifest::read(&data.split_dir)
+        .with_context(|| format!("reading the split in {}", data.split_dir.display()))?;
+    let wanted = wanted_protocol(data);
+    if m.protocol != wanted || m.seed != data.split_seed {
+        bail!(
+            "{} was prepared with {:?} and seed {}, but the config asks for {:?} and data.split_seed = {}; \
+             delete that folder to prepare it again, or set data.split_dir to another folder",
+            data.split_dir.join(dataset::split_files::MANIFEST_FILE).display(),
+            m.protocol,
+            m.seed,
+            wanted,
+            data.split_seed
+        );
+    }
+    Ok(())
+}
+
 /// Makes sure `split_dir` holds a prepared split: when `split.json` is missing and `data.source`
 /// is set, generates the synthetic set there first (if `data.synthetic` and it does not exist)
 /// and prepares the split with saliency maps.
 pub fn ensure_split(data: &DataConfig) -> Result<()> {
     let manifest = data.split_dir.join(dataset::split_files::MANIFEST_FILE);
     if manifest.exists() {
-        return Ok(());
+        return check_prepared_split(data);
     }
     if data.source.as_os_str().is_empty() {
         bail!(
@@ -82,16 +120,7 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
         )?;
         tracing::info!("{} synthetic images, {} lesions", s.images, s.lesions);
     }
-    let protocol = if data.protocol == "stratified" {
-        dataset::split_files::SplitProtocol::Stratified {
-            ratios: data.ratios,
-        }
-    } else {
-        dataset::split_files::SplitProtocol::Balanced {
-            val_per_class: data.val_per_class,
-            test_per_class: data.test_per_class,
-        }
-    };
+    let protocol = wanted_protocol(data);
     let opts = dataset::prepare::PrepareOptions {
         protocol,
         seed: data.split_seed,
@@ -327,7 +356,12 @@ impl Trainer {
                 DType::F32,
                 &device,
             )?;
-            let p = PacoLoss::from_class_counts(cfg.loss.paco(), &train.class_counts(), &device)?;
+            let prior = cfg
+                .loss
+                .prior_distribution(&cfg.method, &cfg.mix, &train.class_counts());
+            let log_prior: Vec<f64> = prior.iter().map(|p| (p + 1e-9).ln()).collect();
+            let log_prior = Tensor::from_vec(log_prior, (1, prior.len()), &device)?;
+            let p = PacoLoss::with_log_prior(cfg.loss.paco(), &log_prior)?;
             (Some(q), Some(p))
         } else {
             (None, None)
