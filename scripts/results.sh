@@ -3,21 +3,24 @@
 # SEEDS seeds (default 3) on the demo data and the demo's tiny model (configs/demo.toml), test split,
 # best-on-validation checkpoint. Writes RESULTS.md (mean and spread per row) and keeps the runs in
 # runs/results/. Usage:  scripts/results.sh [SEEDS] [extra --set options, e.g. run.epochs=6]
-# Time: about (rows x seeds) demo runs; every run reuses the prepared data/synthetic-split.
+# Time: about (rows x seeds) demo runs (about 70 min on an idle 2-core machine for 7 rows x 3 seeds);
+# every run reuses the prepared split of configs/demo.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-3}; shift || true
 extra=()
 for s in "$@"; do extra+=(--set "$s"); done
 cargo build --release -p trainer
-bin=target/release/trainer
+# A private copy, so a rebuild during the hour-long run cannot change the binary under it.
+bin=$(mktemp -d)/trainer
+cp "${CARGO_TARGET_DIR:-target}/release/trainer" "$bin"
 out=runs/results
 mkdir -p "$out"
 rows=(
+  "spmix|"
   "ce|--set method.name=\"ce\""
   "ce-resample|--set method.name=\"ce-resample\""
   "paco|--set method.name=\"paco\""
-  "spmix|"
   "spmix, no patch (saliency per sample)|--set mix.patch=false"
   "spmix, no saliency (random per patch)|--set mix.saliency=false"
   "spmix, neither (plain token mixup)|--set mix.patch=false --set mix.saliency=false"
