@@ -26,6 +26,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod alloc;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod elem;

@@ -343,7 +343,7 @@ fn rows_per_task(c: usize) -> usize {
 /// compiler vectorises (for f32/f64; half types convert per element).
 pub(crate) fn mix_fwd_cpu<T: Elem>(fg: &[T], bg: &[T], ratio: &[T], c: usize) -> Vec<T> {
     let len = fg.len();
-    let mut out: Vec<T> = Vec::with_capacity(len);
+    let mut out: Vec<T> = crate::alloc::output_buffer(len);
     if len == 0 || c == 0 {
         return out;
     }
@@ -384,7 +384,7 @@ pub(crate) fn mix_bwd_cpu<T: Elem>(
     let len = fg.len();
     let rows = ratio.len();
     let total = 2 * len + rows;
-    let mut out: Vec<T> = Vec::with_capacity(total);
+    let mut out: Vec<T> = crate::alloc::output_buffer(total);
     if c == 0 {
         // Rows of zero channels: d_fg, d_bg are empty and d_r is a sum over nothing.
         out.extend(std::iter::repeat_n(T::from_acc(T::ZERO), rows));
