@@ -96,3 +96,47 @@ fn reports_use_the_paper_groups() {
         [Medium, Many, Medium, Few, Medium, Few, Few]
     );
 }
+
+/// A split folder prepared with one protocol is not silently reused by a config that asks for
+/// another: the error names split.json, both protocols and the way out.
+#[test]
+fn a_split_prepared_with_another_protocol_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |protocol: &str| {
+        format!(
+            "[data]\nsplit_dir = \"{d}/split\"\nsource = \"{d}/synth\"\nsynthetic = true\n\
+             synthetic_scale = 0.004\nsynthetic_size = \"64x48\"\nsynthetic_min_per_class = 10\n\
+             {protocol}\n",
+            d = dir.path().display()
+        )
+    };
+    let stratified =
+        Config::from_toml_str(&text("protocol = \"stratified\""), "a.toml", &[]).unwrap();
+    trainer::train::ensure_split(&stratified.data).unwrap();
+    // Same config again: the prepared split is reused.
+    trainer::train::ensure_split(&stratified.data).unwrap();
+    let balanced = Config::from_toml_str(
+        &text("protocol = \"balanced\"\nval_per_class = 2\ntest_per_class = 3"),
+        "b.toml",
+        &[],
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        trainer::train::ensure_split(&balanced.data).unwrap_err()
+    );
+    assert!(e.contains("split.json"), "{e}");
+    assert!(e.contains("Stratified") && e.contains("Balanced"), "{e}");
+    assert!(e.contains("delete that folder"), "{e}");
+    let other_seed = Config::from_toml_str(
+        &text("protocol = \"stratified\"\nsplit_seed = 7"),
+        "c.toml",
+        &[],
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        trainer::train::ensure_split(&other_seed.data).unwrap_err()
+    );
+    assert!(e.contains("split_seed = 7"), "{e}");
+}
