@@ -1,21 +1,15 @@
 #!/usr/bin/env bash
-# RESULTS.md on the synthetic set: ce, ce-resample, paco, spmix and the Table 2 ablations, each with
+# RESULTS.md on the synthetic set: spmix, ce, ce-resample, paco and the Table 2 ablations, each with
 # SEEDS seeds (default 3) on the demo data and the demo's tiny model (configs/demo.toml), test split,
-# best-on-validation checkpoint. Writes RESULTS.md (mean and spread per row) and keeps the runs in
-# runs/results/. Usage:  scripts/results.sh [SEEDS] [extra --set options, e.g. run.epochs=6]
-# Time: about (rows x seeds) demo runs (about 70 min on an idle 2-core machine for 7 rows x 3 seeds);
-# every run reuses the prepared split of configs/demo.toml.
+# best-on-validation checkpoint. Runs go to runs/results/; RESULTS.md gets mean and spread per row.
+# Usage:  scripts/results.sh [SEEDS] [extra --set options, e.g. run.epochs=6]
+#         scripts/results.sh table [SEEDS]     # only rewrite RESULTS.md from the runs already there
+# Seeds are the outer loop, so an interrupted run still has every row at the first seeds; a run
+# whose report.json exists is not run again. Time: about 60 min on an idle 2-core machine for
+# 7 rows x 3 seeds (spmix-like rows ~3.5 min each, ce ~1.3 min); all runs share the prepared split.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seeds=${1:-3}; shift || true
-extra=()
-for s in "$@"; do extra+=(--set "$s"); done
-cargo build --release -p trainer
-# A private copy, so a rebuild during the hour-long run cannot change the binary under it.
-bin=$(mktemp -d)/trainer
-cp "${CARGO_TARGET_DIR:-target}/release/trainer" "$bin"
 out=runs/results
-mkdir -p "$out"
 rows=(
   "spmix|"
   "ce|--set method.name=\"ce\""
@@ -25,40 +19,63 @@ rows=(
   "spmix, no saliency (random per patch)|--set mix.saliency=false"
   "spmix, neither (plain token mixup)|--set mix.patch=false --set mix.saliency=false"
 )
-summary=$(mktemp)
-for row in "${rows[@]}"; do
-  label=${row%%|*}; opts=${row#*|}
-  for seed in $(seq 0 $((seeds - 1))); do
-    name=$(echo "$label" | tr -c 'a-zA-Z0-9\n-' '_' )-s$seed
-    # shellcheck disable=SC2086
-    log=$("$bin" train --config configs/demo.toml $opts --set run.seed=$seed --set run.name=\"$name\" \
-      --set run.output_dir=\"$out\" "${extra[@]}" 2>/dev/null | tee /dev/stderr)
-    dir=$(echo "$log" | sed -n 's/^run folder: //p' | tail -1)
-    python3 - "$label" "$seed" "$dir/report.json" >> "$summary" <<'PY'
-import json, sys
-label, seed, path = sys.argv[1:]
-m = json.load(open(path))["metrics"]
-g = m["groups"]
-print("\t".join([label, seed] + [f"{100*x:.2f}" for x in (g["many"], g["medium"], g["few"], m["total_accuracy"], m["macro_f1"])]))
+run_name() { echo "$1" | tr -c 'a-zA-Z0-9\n-' '_'; }
+
+table() {
+  local seeds=$1 extra=$2
+  local labels=()
+  for row in "${rows[@]}"; do labels+=("${row%%|*}"); done
+  python3 - "$out" "$seeds" "$extra" "${labels[@]}" > RESULTS.md <<'PY'
+import glob, json, os, re, statistics as st, sys
+out, seeds, extra, *labels = sys.argv[1:]
+def name(label):
+    return re.sub(r"[^a-zA-Z0-9\n-]", "_", label)
+print("# Results on the synthetic set\n")
+cmd = f"scripts/results.sh {seeds} {extra}".rstrip()
+print(f"Command: `{cmd}` — configs/demo.toml (synthetic ISIC-like set, tiny")
+print("Hybrid-ViT, CPU, 24 epochs), balanced validation and test sets (4 and 8 images per class), best validation")
+print("epoch evaluated on the test split (56 images). Mean ± standard deviation over the seeds, in %; n = seeds run.\n")
+print("| method | n | Many | Medium | Few | Total | macro F1 |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for label in labels:
+    vals = []
+    for s in range(int(seeds)):
+        for path in sorted(glob.glob(os.path.join(out, f"{name(label)}-s{s}-*", "report.json")))[-1:]:
+            m = json.load(open(path))["metrics"]
+            g = m["groups"]
+            vals.append([100 * x for x in (g["many"], g["medium"], g["few"], m["total_accuracy"], m["macro_f1"])])
+    if not vals:
+        print(f"| {label} | 0 | | | | | |")
+        continue
+    cell = lambda c: f"{st.mean(c):.1f} ± {st.stdev(c):.1f}" if len(c) > 1 else f"{c[0]:.1f}"
+    print(f"| {label} | {len(vals)} | " + " | ".join(cell(c) for c in zip(*vals)) + " |")
 PY
+  echo "wrote RESULTS.md"
+}
+
+if [ "${1:-}" = table ]; then
+  table "${2:-3}" ""
+  exit 0
+fi
+seeds=${1:-3}; shift || true
+extra=()
+for s in "$@"; do extra+=(--set "$s"); done
+cargo build --release -p trainer
+# A private copy, so a rebuild during the hour-long run cannot change the binary under it.
+bin=$(mktemp -d)/trainer
+cp "${CARGO_TARGET_DIR:-target}/release/trainer" "$bin"
+mkdir -p "$out"
+for seed in $(seq 0 $((seeds - 1))); do
+  for row in "${rows[@]}"; do
+    label=${row%%|*}; opts=${row#*|}
+    name=$(run_name "$label")-s$seed
+    if ls "$out/$name"-*/report.json >/dev/null 2>&1; then
+      echo "skip $name (done)"; continue
+    fi
+    # shellcheck disable=SC2086
+    "$bin" train --config configs/demo.toml $opts --set run.seed=$seed --set run.name=\"$name\" \
+      --set run.output_dir=\"$out\" "${extra[@]}" 2>/dev/null | tail -n 6
+    table "$seeds" "${extra[*]:-}" >/dev/null
   done
 done
-python3 - "$summary" "$seeds" "${extra[*]:-}" > RESULTS.md <<'PY'
-import sys, statistics as st
-path, seeds, extra = sys.argv[1:]
-rows = {}
-for line in open(path):
-    label, seed, *v = line.rstrip("\n").split("\t")
-    rows.setdefault(label, []).append([float(x) for x in v])
-print("# Results on the synthetic set\n")
-print(f"`scripts/results.sh {seeds} {extra}`: configs/demo.toml (synthetic ISIC-like set, tiny Hybrid-ViT, CPU),")
-print(f"{seeds} seeds per row, best validation checkpoint evaluated on the test split. Mean ± standard deviation, %.\n")
-print("| method | Many | Medium | Few | Total | macro F1 |")
-print("|---|---:|---:|---:|---:|---:|")
-for label, vals in rows.items():
-    cols = list(zip(*vals))
-    cell = lambda c: f"{st.mean(c):.1f} ± {st.stdev(c):.1f}" if len(c) > 1 else f"{c[0]:.1f}"
-    print(f"| {label} | " + " | ".join(cell(c) for c in cols) + " |")
-PY
-rm -f "$summary"
-echo "wrote RESULTS.md"
+table "$seeds" "${extra[*]:-}"
