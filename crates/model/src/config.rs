@@ -119,7 +119,7 @@ impl ModelConfig {
                 return bad(format!("{key} = 0: must be positive"));
             }
         }
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "num_heads = {} does not divide embed_dim = {}",
                 self.num_heads, self.embed_dim

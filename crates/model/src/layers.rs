@@ -1,13 +1,19 @@
 //! Small layers with gradients everywhere (candle 0.11's fused LayerNorm has no backward).
 //!
-//! - [`Linear`]: `(.., in)` -> `(.., out)`, weight `(out, in)` as PyTorch stores it.
-//! - [`LayerNorm`]: `(.., C)` -> `(.., C)`, composed from primitive ops so it has a backward.
+//! - [`Linear`]: `(.., in)` -> `(.., out)`, weight `(out, in)` as PyTorch stores it; one graph
+//!   node on the CPU ([`crate::linear`]).
+//! - [`LayerNorm`]: `(.., C)` -> `(.., C)`, fused CPU kernels ([`crate::layer_norm`]) or
+//!   composed from primitive ops elsewhere, so it has a backward.
 //! - [`Conv2d`]: `(B, Cin, H, W)` -> `(B, Cout, H', W')`, no bias unless built with one;
-//!   1x1 stride-1 convolutions run as one matmul (far faster backward than candle's conv).
+//!   on the CPU im2col + gemm ([`crate::im2col`], 1x1 stride-1 convs without the unfold),
+//!   elsewhere one matmul for 1x1 stride-1 convs and candle's conv otherwise; both have far
+//!   faster backwards than candle's CPU conv.
 //! - [`batch_norm`]: candle's BatchNorm (ModuleT), PyTorch's eps 1e-5 and momentum 0.1.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+
+use crate::im2col::conv2d_im2col;
 
 /// Fully connected layer `y = x W^T + b`: input `(.., in)`, output `(.., out)`.
 #[derive(Debug, Clone)]
@@ -43,6 +49,15 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+            return match &self.bias {
+                Some(b) => crate::linear::linear(x, &self.weight, b),
+                None => {
+                    let zero = Tensor::zeros(self.weight.dim(0)?, x.dtype(), x.device())?;
+                    crate::linear::linear(x, &self.weight, &zero)
+                }
+            };
+        }
         let dims = x.dims().to_vec();
         let in_dim = dims[dims.len() - 1];
         // One 2-D gemm instead of a broadcast batched matmul.
@@ -78,6 +93,9 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            return crate::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
         // Composed ops (like candle_nn::ops::layer_norm_slow) so that gradients flow.
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
@@ -137,14 +155,17 @@ impl Conv2d {
         })
     }
 
-    /// `(B, Cin, H, W)` -> `(B, Cout, HW)` for a 1x1 stride-1 conv: one batched gemm whose
+    /// `(B, Cin, H, W)` -> `(B, Cout, HW)` for a 1x1 stride-1 conv: one gemm per sample whose
     /// backward is two gemms (candle's conv backward goes through a slow transposed conv).
     pub fn forward_flat_1x1(&self, x: &Tensor) -> Result<Tensor> {
         let (b, cin, h, w) = x.dims4()?;
         let cout = self.weight.dim(0)?;
-        let wm = self.weight.reshape((cout, cin))?;
-        let x = x.reshape((b, cin, h * w))?;
-        let mut y = wm.broadcast_left(b)?.matmul(&x)?;
+        let mut y = if im2col_applies(x) {
+            conv2d_im2col(x, &self.weight, 1, 0)?.reshape((b, cout, h * w))?
+        } else {
+            let wm = self.weight.reshape((cout, cin))?;
+            wm.broadcast_left(b)?.matmul(&x.reshape((b, cin, h * w))?)?
+        };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(&bias.reshape((1, cout, 1))?)?;
         }
@@ -152,15 +173,24 @@ impl Conv2d {
     }
 }
 
+/// The im2col convolution serves f32/f64 CPU inputs; elsewhere candle's ops.
+fn im2col_applies(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, k, _) = self.weight.dims4()?;
-        if k == 1 && self.stride == 1 && self.padding == 0 {
+        let y = if im2col_applies(x) {
+            // candle's CPU conv backward goes through its slow conv_transpose2d.
+            conv2d_im2col(x, &self.weight, self.stride, self.padding)?
+        } else if k == 1 && self.stride == 1 && self.padding == 0 {
             let (b, _, h, w) = x.dims4()?;
             let cout = self.weight.dim(0)?;
             return self.forward_flat_1x1(x)?.reshape((b, cout, h, w));
-        }
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        } else {
+            x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
             None => Ok(y),

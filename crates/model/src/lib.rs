@@ -17,10 +17,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod activation;
+pub mod attention;
+pub mod batch_norm;
 pub mod config;
 pub mod error;
 pub mod heads;
+pub mod im2col;
+pub mod layer_norm;
 pub mod layers;
+pub mod linear;
 pub mod loading;
 pub mod max_pool;
 pub mod momentum;

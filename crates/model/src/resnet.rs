@@ -9,22 +9,28 @@
 //! Variable names are timm's (`conv1.0.weight`, `bn1.running_var`, `layer2.0.downsample.1.weight`, ..).
 
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
-use candle_nn::{BatchNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
+use crate::batch_norm::BatchNorm2d;
 use crate::config::ModelConfig;
-use crate::layers::{batch_norm, Conv2d};
+use crate::layers::Conv2d;
 use crate::max_pool::stem_max_pool;
 
 /// Conv (no bias) followed by BatchNorm.
 #[derive(Debug, Clone)]
 struct ConvBn {
     conv: Conv2d,
-    bn: BatchNorm,
+    bn: BatchNorm2d,
 }
 
 impl ConvBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_t(&self.conv.forward(x)?, train)
+    }
+
+    /// `relu(bn(conv(x)))`, the ReLU fused into the BatchNorm.
+    fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.bn.forward_relu_t(&self.conv.forward(x)?, train)
     }
 }
 
@@ -59,7 +65,7 @@ fn avg_pool_2x2_ceil(x: &Tensor) -> Result<Tensor> {
 struct Downsample {
     stride: usize,
     conv: Conv2d,
-    bn: BatchNorm,
+    bn: BatchNorm2d,
 }
 
 /// ResNet bottleneck (expansion 4): `(B, in, H, W)` -> `(B, 4 * planes, H / s, W / s)`.
@@ -77,7 +83,7 @@ impl Bottleneck {
         let cb = |cin, cout, k, s, p, i: usize| -> Result<ConvBn> {
             Ok(ConvBn {
                 conv: Conv2d::new(cin, cout, k, s, p, false, vb.pp(format!("conv{i}")))?,
-                bn: batch_norm(cout, true, vb.pp(format!("bn{i}")))?,
+                bn: BatchNorm2d::new(cout, vb.pp(format!("bn{i}")))?,
             })
         };
         let downsample = if stride != 1 || inplanes != out {
@@ -85,7 +91,7 @@ impl Bottleneck {
             Some(Downsample {
                 stride,
                 conv: Conv2d::new(inplanes, out, 1, 1, 0, false, d.pp("1"))?,
-                bn: batch_norm(out, true, d.pp("2"))?,
+                bn: BatchNorm2d::new(out, d.pp("2"))?,
             })
         } else {
             None
@@ -112,8 +118,8 @@ impl ModuleT for Bottleneck {
                 d.bn.forward_t(&d.conv.forward(&p)?, train)?
             }
         };
-        let y = self.c1.forward_t(x, train)?.relu()?;
-        let y = self.c2.forward_t(&y, train)?.relu()?;
+        let y = self.c1.forward_relu_t(x, train)?;
+        let y = self.c2.forward_relu_t(&y, train)?;
         let y = self.c3.forward_t(&y, train)?;
         (y + shortcut)?.relu()
     }
@@ -124,7 +130,7 @@ impl ModuleT for Bottleneck {
 pub struct ResNetTrunk {
     stem: [ConvBn; 2],
     stem_conv3: Conv2d,
-    bn1: BatchNorm,
+    bn1: BatchNorm2d,
     stages: Vec<Vec<Bottleneck>>,
 }
 
@@ -136,15 +142,15 @@ impl ResNetTrunk {
         let stem = [
             ConvBn {
                 conv: Conv2d::new(3, sw, 3, 2, 1, false, c1.pp("0"))?,
-                bn: batch_norm(sw, true, c1.pp("1"))?,
+                bn: BatchNorm2d::new(sw, c1.pp("1"))?,
             },
             ConvBn {
                 conv: Conv2d::new(sw, sw, 3, 1, 1, false, c1.pp("3"))?,
-                bn: batch_norm(sw, true, c1.pp("4"))?,
+                bn: BatchNorm2d::new(sw, c1.pp("4"))?,
             },
         ];
         let stem_conv3 = Conv2d::new(sw, 2 * sw, 3, 1, 1, false, c1.pp("6"))?;
-        let bn1 = batch_norm(2 * sw, true, vb.pp("bn1"))?;
+        let bn1 = BatchNorm2d::new(2 * sw, vb.pp("bn1"))?;
         let mut inplanes = 2 * sw;
         let mut stages = Vec::with_capacity(3);
         for (i, (&n, &planes)) in cfg.trunk_layers.iter().zip(&cfg.trunk_channels).enumerate() {
@@ -172,12 +178,11 @@ impl ModuleT for ResNetTrunk {
         if x.dtype() != DType::F32 {
             candle_core::bail!("ResNetTrunk: f32 images required, got {:?}", x.dtype());
         }
-        let mut y = self.stem[0].forward_t(x, train)?.relu()?;
-        y = self.stem[1].forward_t(&y, train)?.relu()?;
+        let mut y = self.stem[0].forward_relu_t(x, train)?;
+        y = self.stem[1].forward_relu_t(&y, train)?;
         y = self
             .bn1
-            .forward_t(&self.stem_conv3.forward(&y)?, train)?
-            .relu()?;
+            .forward_relu_t(&self.stem_conv3.forward(&y)?, train)?;
         y = stem_max_pool(&y)?;
         for block in self.stages.iter().flatten() {
             y = block.forward_t(&y, train)?;

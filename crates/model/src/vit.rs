@@ -11,9 +11,11 @@
 //! `cls_token`, `pos_embed`, `blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}.*`,
 //! `norm.*`.
 
-use candle_core::{Module, ModuleT, Result, Tensor, D};
+use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use crate::activation::{gelu_erf, softmax_last_dim};
+use crate::attention::self_attention;
 use crate::config::ModelConfig;
 use crate::layers::{Conv2d, LayerNorm, Linear};
 use crate::resnet::ResNetTrunk;
@@ -53,6 +55,10 @@ impl Module for Attention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let h = self.num_heads;
+        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            let y = self_attention(&self.qkv.forward(x)?, h, self.scale)?;
+            return self.proj.forward(&y);
+        }
         let qkv = self
             .qkv
             .forward(x)?
@@ -62,8 +68,7 @@ impl Module for Attention {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let attn = q.matmul(&k.t()?)?;
-        // Composed softmax: candle's fused softmax_last_dim has no backward.
-        let attn = candle_nn::ops::softmax(&attn, D::Minus1)?;
+        let attn = softmax_last_dim(&attn)?;
         let y = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
         self.proj.forward(&y)
     }
@@ -96,7 +101,7 @@ impl Block {
 impl Module for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.norm1.forward(x)?)?)?;
-        let m = self.fc1.forward(&self.norm2.forward(&x)?)?.gelu_erf()?;
+        let m = gelu_erf(&self.fc1.forward(&self.norm2.forward(&x)?)?)?;
         x + self.fc2.forward(&m)?
     }
 }

@@ -1,0 +1,381 @@
+//! BatchNorm2d (PyTorch defaults: eps 1e-5, momentum 0.1, affine) with an optional fused ReLU.
+//!
+//! Shapes: `(B, C, H, W)` -> `(B, C, H, W)`. In train mode the statistics are the batch's
+//! (biased variance for normalising, unbiased for the running variance, as PyTorch).
+//!
+//! Train mode on the CPU runs as fused custom ops: one reduction for the statistics, one pass
+//! for the output, and in the backward one reduction and one pass. candle-nn's BatchNorm is a
+//! chain of about seven full-size tensor ops (a transposed copy among them) with several times
+//! that in its backward, each a separate pass over memory and a thread-pool round trip; in the
+//! ResNet trunk they cost more than the convolutions. Eval mode, other dtypes and other devices
+//! use candle-nn's BatchNorm, which holds the same variables.
+//!
+//! ```
+//! use candle_core::{DType, Device, ModuleT, Tensor};
+//! use candle_nn::{VarBuilder, VarMap};
+//! let vm = VarMap::new();
+//! let bn = model::batch_norm::BatchNorm2d::new(1, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+//! let x = Tensor::new(&[1f32, 3.], &Device::Cpu)?.reshape((2, 1, 1, 1))?;
+//! let y = bn.forward_t(&x, true)?; // batch mean 2, variance 1
+//! let y = y.flatten_all()?.to_vec1::<f32>()?;
+//! assert!((y[0] + 1.0).abs() < 1e-4 && (y[1] - 1.0).abs() < 1e-4);
+//! // running_mean = 0.9 * 0 + 0.1 * 2
+//! assert!((bn.running_mean().to_vec1::<f32>()?[0] - 0.2).abs() < 1e-6);
+//! # Ok::<(), candle_core::Error>(())
+//! ```
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT};
+use candle_core::{Result, Shape, Tensor, Var};
+use candle_nn::{BatchNorm, VarBuilder};
+use rayon::prelude::*;
+
+use crate::layers::batch_norm;
+
+/// Affine BatchNorm over dim 1 of `(B, C, H, W)`; names `weight`, `bias`, `running_mean`,
+/// `running_var` under its VarBuilder prefix.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    inner: BatchNorm,
+    running_mean: Var,
+    running_var: Var,
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl BatchNorm2d {
+    /// Builds `weight` (ones), `bias` (zeros), `running_mean` (zeros), `running_var` (ones),
+    /// each `(num_features,)`.
+    pub fn new(num_features: usize, vb: VarBuilder) -> Result<Self> {
+        let inner = batch_norm(num_features, true, vb)?;
+        // `Var::from_tensor` of a variable shares its storage: updates land in the VarMap.
+        let running_mean = Var::from_tensor(inner.running_mean())?;
+        let running_var = Var::from_tensor(inner.running_var())?;
+        let (weight, bias) = inner.weight_and_bias().expect("affine batch norm");
+        let (weight, bias) = (weight.clone(), bias.clone());
+        Ok(Self {
+            inner,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+        })
+    }
+
+    /// The running mean `(C,)`.
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    /// The running variance `(C,)` (unbiased batch variances averaged in).
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    /// `relu(bn(x))`, fused in train mode on the CPU.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 {
+            return self.forward_train_cpu(x, true);
+        }
+        self.inner.forward_t(x, train)?.relu()
+    }
+
+    fn forward_train_cpu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        if c != self.weight.dim(0)? {
+            candle_core::bail!(
+                "BatchNorm2d: input {:?} does not have {} channels",
+                x.dims(),
+                self.weight.dim(0)?
+            );
+        }
+        let n = b * h * w;
+        if n < 2 {
+            candle_core::bail!(
+                "BatchNorm2d: train mode needs more than one value per channel, got {:?}",
+                x.dims()
+            );
+        }
+        let x = x.contiguous()?;
+        let stats = x.apply_op1_no_bwd(&ChannelStats)?; // (2, C): mean, biased variance
+        let (mean, var) = (stats.get(0)?, stats.get(1)?);
+        let m = self.inner.momentum();
+        let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (&mean * m)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - m))?
+            + (&var * (m * n as f64 / (n - 1) as f64))?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        let eps = self.inner.eps();
+        let invstd = var
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+            .collect();
+        let op = BnTrain {
+            mean: mean.to_vec1()?,
+            invstd,
+            relu,
+        };
+        x.apply_op3(&self.weight, &self.bias, op)
+    }
+}
+
+impl ModuleT for BatchNorm2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 {
+            return self.forward_train_cpu(x, false);
+        }
+        self.inner.forward_t(x, train)
+    }
+}
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("batch norm: {what} must be contiguous"),
+    }
+}
+
+/// Runs `f(c, plane)` for every `(b, c)` plane of channel `c` and sums the results per channel
+/// (f64 accumulators), in parallel over channels.
+fn per_channel<const K: usize>(
+    b: usize,
+    c: usize,
+    hw: usize,
+    f: impl Fn(usize, usize) -> [f64; K] + Sync,
+) -> Vec<[f64; K]> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut acc = [0f64; K];
+            for bi in 0..b {
+                let part = f(ch, (bi * c + ch) * hw);
+                for (a, p) in acc.iter_mut().zip(part) {
+                    *a += p;
+                }
+            }
+            acc
+        })
+        .collect()
+}
+
+/// `(B, C, H, W)` -> `(2, C)`: per-channel mean and biased variance (two passes, f64 sums).
+struct ChannelStats;
+
+impl CustomOp1 for ChannelStats {
+    fn name(&self) -> &'static str {
+        "batch-norm-stats"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, c, h, w) = l.shape().dims4()?;
+        let x = contiguous(s, l, "input")?;
+        let (hw, n) = (h * w, (b * h * w) as f64);
+        let sums = per_channel(b, c, hw, |_, o| {
+            [x[o..o + hw].iter().map(|&v| v as f64).sum::<f64>()]
+        });
+        let means: Vec<f64> = sums.iter().map(|s| s[0] / n).collect();
+        let sq = per_channel(b, c, hw, |ch, o| {
+            let m = means[ch];
+            [x[o..o + hw].iter().map(|&v| (v as f64 - m).powi(2)).sum()]
+        });
+        let mut out: Vec<f32> = means.iter().map(|&m| m as f32).collect();
+        out.extend(sq.iter().map(|s| (s[0] / n) as f32));
+        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+    }
+}
+
+/// Train-mode forward `y = (x - mean) * invstd * weight + bias` (then ReLU when `relu`) with the
+/// batch statistics computed beforehand; args `(x, weight, bias)`.
+struct BnTrain {
+    mean: Vec<f32>,
+    invstd: Vec<f32>,
+    relu: bool,
+}
+
+impl BnTrain {
+    /// Per-channel `(scale, shift)` with `y = x * scale + shift`.
+    fn scale_shift(&self, weight: &[f32], bias: &[f32]) -> Vec<(f32, f32)> {
+        (0..self.mean.len())
+            .map(|ch| {
+                let s = weight[ch] * self.invstd[ch];
+                (s, bias[ch] - self.mean[ch] * s)
+            })
+            .collect()
+    }
+}
+
+impl CustomOp3 for BnTrain {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = l1.shape().dims4()?;
+        let x = contiguous(s1, l1, "input")?;
+        let ss = self.scale_shift(contiguous(s2, l2, "weight")?, contiguous(s3, l3, "bias")?);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w))
+            .enumerate()
+            .for_each(|(i, (yp, xp))| {
+                let (s, t) = ss[i % c];
+                if self.relu {
+                    for (o, &v) in yp.iter_mut().zip(xp) {
+                        *o = (v * s + t).max(0.0);
+                    }
+                } else {
+                    for (o, &v) in yp.iter_mut().zip(xp) {
+                        *o = v * s + t;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let ss = self.scale_shift(&weight.to_vec1()?, &bias.to_vec1()?);
+        let grad = grad.contiguous()?;
+        let reduce = BnBackwardSums {
+            mean: &self.mean,
+            invstd: &self.invstd,
+            ss: &ss,
+            relu: self.relu,
+        };
+        let sums = x.apply_op2_no_bwd(&grad, &reduce)?; // (2, C): d weight, d bias
+        let (b, _, h, w) = x.dims4()?;
+        let dx = x.apply_op2_no_bwd(
+            &grad,
+            &BnBackwardInput {
+                sums: reduce,
+                dweight: sums.get(0)?.to_vec1()?,
+                dbias: sums.get(1)?.to_vec1()?,
+                n: (b * h * w) as f32,
+            },
+        )?;
+        Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
+    }
+}
+
+/// Backward reduction, args `(x, dy)` -> `(2, C)`: `sum(dz * xhat)` (the weight's gradient)
+/// and `sum(dz)` (the bias's), with `dz = dy` masked by the ReLU when fused.
+#[derive(Clone, Copy)]
+struct BnBackwardSums<'a> {
+    mean: &'a [f32],
+    invstd: &'a [f32],
+    ss: &'a [(f32, f32)],
+    relu: bool,
+}
+
+impl BnBackwardSums<'_> {
+    /// The gradient reaching the BatchNorm's output (before the ReLU's mask).
+    #[inline]
+    fn dz(&self, ch: usize, x: f32, dy: f32) -> f32 {
+        let (s, t) = self.ss[ch];
+        if self.relu && x * s + t <= 0.0 {
+            0.0
+        } else {
+            dy
+        }
+    }
+}
+
+fn check_pair(l1: &Layout, l2: &Layout) -> Result<(usize, usize, usize)> {
+    let (b, c, h, w) = l1.shape().dims4()?;
+    if l2.shape() != l1.shape() {
+        candle_core::bail!(
+            "batch norm backward: gradient {:?} does not match input {:?}",
+            l2.shape(),
+            l1.shape()
+        );
+    }
+    Ok((b, c, h * w))
+}
+
+impl CustomOp2 for BnBackwardSums<'_> {
+    fn name(&self) -> &'static str {
+        "batch-norm-backward-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, c, hw) = check_pair(l1, l2)?;
+        let x = contiguous(s1, l1, "input")?;
+        let dy = contiguous(s2, l2, "gradient")?;
+        let sums = per_channel(b, c, hw, |ch, o| {
+            let (m, is) = (self.mean[ch], self.invstd[ch]);
+            let (mut sdx, mut sd) = (0f64, 0f64);
+            for (&xv, &g) in x[o..o + hw].iter().zip(&dy[o..o + hw]) {
+                let dz = self.dz(ch, xv, g);
+                sd += dz as f64;
+                sdx += (dz * (xv - m) * is) as f64;
+            }
+            [sdx, sd]
+        });
+        let mut out: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
+        out.extend(sums.iter().map(|s| s[1] as f32));
+        Ok((CpuStorage::F32(out), Shape::from((2, c))))
+    }
+}
+
+/// Backward pass for the input, args `(x, dy)` -> `dx`:
+/// `dx = weight * invstd * (dz - dbias / N - xhat * dweight / N)`.
+struct BnBackwardInput<'a> {
+    sums: BnBackwardSums<'a>,
+    dweight: Vec<f32>,
+    dbias: Vec<f32>,
+    n: f32,
+}
+
+impl CustomOp2 for BnBackwardInput<'_> {
+    fn name(&self) -> &'static str {
+        "batch-norm-backward-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = check_pair(l1, l2)?;
+        let x = contiguous(s1, l1, "input")?;
+        let dy = contiguous(s2, l2, "gradient")?;
+        let p = &self.sums;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
+            .enumerate()
+            .for_each(|(i, (dxp, (xp, dyp)))| {
+                let ch = i % c;
+                let (m, is, s) = (p.mean[ch], p.invstd[ch], p.ss[ch].0);
+                let mean_dz = self.dbias[ch] / self.n;
+                let k = self.dweight[ch] / self.n * is;
+                for ((o, &xv), &g) in dxp.iter_mut().zip(xp).zip(dyp) {
+                    *o = s * (p.dz(ch, xv, g) - mean_dz - (xv - m) * k);
+                }
+            });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
