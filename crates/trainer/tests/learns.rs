@@ -39,7 +39,7 @@ fn batch(dev: &Device) -> (Tensor, Tensor) {
     for &y in &labels {
         for ch in 0..3 {
             // Class colour: a distinct sign pattern per class over the three channels.
-            let tint = if (y as usize + ch) % 3 == 0 {
+            let tint = if (y as usize + ch).is_multiple_of(3) {
                 0.6
             } else {
                 -0.3
