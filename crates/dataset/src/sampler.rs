@@ -117,6 +117,28 @@ impl BatchSampler for InstanceSampler {
     }
 }
 
+/// Probability that the class-balanced sampler draws each class, from the class sizes `n_c`:
+/// proportional to `n_c^(1-w)` (uniform over non-empty classes for w = 1), 0 for empty classes.
+/// All zeros when every class is empty.
+pub fn class_balanced_probabilities(counts: &[usize], w: f64) -> Vec<f64> {
+    let weights: Vec<f64> = counts
+        .iter()
+        .map(|&n| {
+            if n == 0 {
+                0.0
+            } else {
+                (n as f64).powf(1.0 - w)
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    if total > 0.0 {
+        weights.iter().map(|x| x / total).collect()
+    } else {
+        weights
+    }
+}
+
 /// With replacement, image `i` weighted by `1 / n_{c(i)}^w`: a class is drawn with probability
 /// proportional to `n_c^(1-w)` (uniform over present classes for w = 1), then an image uniformly
 /// within it. Batch (epoch, step) has its own RNG, so any step can be drawn directly.
@@ -156,22 +178,12 @@ impl ClassBalancedSampler {
         for (i, &l) in labels.iter().enumerate() {
             by_class[l].push(i);
         }
-        let weights: Vec<f64> = by_class
-            .iter()
-            .map(|v| {
-                if v.is_empty() {
-                    0.0
-                } else {
-                    (v.len() as f64).powf(1.0 - w)
-                }
-            })
-            .collect();
-        let total: f64 = weights.iter().sum();
+        let counts: Vec<usize> = by_class.iter().map(Vec::len).collect();
         let mut acc = 0.0;
-        let cumulative = weights
+        let cumulative = class_balanced_probabilities(&counts, w)
             .iter()
-            .map(|x| {
-                acc += x / total;
+            .map(|p| {
+                acc += p;
                 acc
             })
             .collect();

@@ -371,23 +371,15 @@ impl LossConfig {
     ) -> Vec<f64> {
         let balanced_anchors =
             method.name == MethodName::Spmix && mix.foreground == Foreground::Balanced;
-        let weights: Vec<f64> = match self.prior {
-            Prior::Uniform => vec![1.0; counts.len()],
-            Prior::Dataset => counts.iter().map(|&n| n as f64).collect(),
-            Prior::Anchors if balanced_anchors => counts
-                .iter()
-                .map(|&n| {
-                    if n == 0 {
-                        0.0
-                    } else {
-                        (n as f64).powf(1.0 - method.class_weight_exponent)
-                    }
-                })
-                .collect(),
-            Prior::Anchors => counts.iter().map(|&n| n as f64).collect(),
-        };
-        let total: f64 = weights.iter().sum();
-        weights.iter().map(|w| w / total).collect()
+        let frequencies = || dataset::sampler::class_balanced_probabilities(counts, 0.0);
+        match self.prior {
+            Prior::Uniform => vec![1.0 / counts.len() as f64; counts.len()],
+            Prior::Dataset => frequencies(),
+            Prior::Anchors if balanced_anchors => {
+                dataset::sampler::class_balanced_probabilities(counts, method.class_weight_exponent)
+            }
+            Prior::Anchors => frequencies(),
+        }
     }
 }
 
