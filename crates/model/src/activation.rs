@@ -20,6 +20,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::cpu_slice::contiguous;
 use candle_core::cpu::erf::erf_f32;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -29,14 +30,6 @@ const CHUNK: usize = 16 * 1024;
 
 fn fused_cpu(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
-}
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
 }
 
 fn same_shape(l1: &Layout, l2: &Layout, op: &str) -> Result<()> {
@@ -67,7 +60,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "gelu_erf")?;
+        let x = contiguous(s, l, "gelu_erf: input")?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
@@ -101,8 +94,8 @@ impl CustomOp2 for GeluErfBackward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(l1, l2, "gelu_erf backward")?;
-        let x = contiguous(s1, l1, "gelu_erf backward")?;
-        let dy = contiguous(s2, l2, "gelu_erf backward")?;
+        let x = contiguous(s1, l1, "gelu_erf backward: input")?;
+        let dy = contiguous(s2, l2, "gelu_erf backward: input")?;
         // 1 / sqrt(2 pi)
         const INV_SQRT_2PI: f32 = 0.398_942_3;
         let mut dx = vec![0f32; x.len()];
@@ -145,7 +138,7 @@ impl CustomOp1 for Softmax {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = l.shape().dims().last().copied().unwrap_or(1);
-        let x = contiguous(s, l, "softmax")?;
+        let x = contiguous(s, l, "softmax: input")?;
         let mut y = vec![0f32; x.len()];
         if d == 0 {
             return Ok((CpuStorage::F32(y), l.shape().clone()));
@@ -192,8 +185,8 @@ impl CustomOp2 for SoftmaxBackward {
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(l1, l2, "softmax backward")?;
         let d = l1.shape().dims().last().copied().unwrap_or(1);
-        let y = contiguous(s1, l1, "softmax backward")?;
-        let dy = contiguous(s2, l2, "softmax backward")?;
+        let y = contiguous(s1, l1, "softmax backward: input")?;
+        let dy = contiguous(s2, l2, "softmax backward: input")?;
         let mut dx = vec![0f32; y.len()];
         if d == 0 {
             return Ok((CpuStorage::F32(dx), l1.shape().clone()));

@@ -24,6 +24,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT};
 use candle_core::{Result, Shape, Tensor, Var};
 use candle_nn::{BatchNorm, VarBuilder};
@@ -128,14 +129,6 @@ impl ModuleT for BatchNorm2d {
     }
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("batch norm: {what} must be contiguous"),
-    }
-}
-
 /// Runs `f(c, plane)` for every `(b, c)` plane of channel `c` and sums the results per channel
 /// (f64 accumulators), in parallel over channels.
 fn per_channel<const K: usize>(
@@ -169,7 +162,7 @@ impl CustomOp1 for ChannelStats {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = contiguous(s, l, "input")?;
+        let x = contiguous(s, l, "batch norm: input")?;
         let (hw, n) = (h * w, (b * h * w) as f64);
         let sums = per_channel(b, c, hw, |_, o| {
             [x[o..o + hw].iter().map(|&v| v as f64).sum::<f64>()]
@@ -220,8 +213,11 @@ impl CustomOp3 for BnTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = l1.shape().dims4()?;
-        let x = contiguous(s1, l1, "input")?;
-        let ss = self.scale_shift(contiguous(s2, l2, "weight")?, contiguous(s3, l3, "bias")?);
+        let x = contiguous(s1, l1, "batch norm: input")?;
+        let ss = self.scale_shift(
+            contiguous(s2, l2, "batch norm: weight")?,
+            contiguous(s3, l3, "batch norm: bias")?,
+        );
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
@@ -320,8 +316,8 @@ impl CustomOp2 for BnBackwardSums<'_> {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, hw) = check_pair(l1, l2)?;
-        let x = contiguous(s1, l1, "input")?;
-        let dy = contiguous(s2, l2, "gradient")?;
+        let x = contiguous(s1, l1, "batch norm: input")?;
+        let dy = contiguous(s2, l2, "batch norm: gradient")?;
         let sums = per_channel(b, c, hw, |ch, o| {
             let (m, is) = (self.mean[ch], self.invstd[ch]);
             let (mut sdx, mut sd) = (0f64, 0f64);
@@ -360,8 +356,8 @@ impl CustomOp2 for BnBackwardInput<'_> {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, hw) = check_pair(l1, l2)?;
-        let x = contiguous(s1, l1, "input")?;
-        let dy = contiguous(s2, l2, "gradient")?;
+        let x = contiguous(s1, l1, "batch norm: input")?;
+        let dy = contiguous(s2, l2, "batch norm: gradient")?;
         let p = &self.sums;
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(hw)

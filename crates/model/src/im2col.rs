@@ -24,6 +24,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::cpu_slice::contiguous_as;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape};
 use candle_core::{Storage, Tensor, WithDType};
@@ -197,14 +198,6 @@ fn fold<T: WithDType>(cols: &[T], planes: usize, g: Geometry) -> Vec<T> {
     x
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
-    let data = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{op}: input must be contiguous"),
-    }
-}
-
 const CPU_ONLY: &str = "is CPU-only (Conv2d uses candle's conv2d on other devices)";
 
 /// Batch samples per chunk so that a chunk's columns stay within `budget` elements.
@@ -218,7 +211,7 @@ fn extend_from_tensor<T: WithDType>(out: &mut Vec<T>, t: &Tensor) -> Result<()> 
     let Storage::Cpu(cpu) = &*storage else {
         candle_core::bail!("conv2d_im2col: CPU tensor expected");
     };
-    out.extend_from_slice(contiguous::<T>(cpu, layout, "conv2d_im2col")?);
+    out.extend_from_slice(contiguous_as::<T>(cpu, layout, "conv2d_im2col: input")?);
     Ok(())
 }
 
@@ -286,15 +279,15 @@ impl CustomOp2 for Conv2dGemm {
         let (ho, wo) = self.geometry(h, w, k).out_hw();
         let out = match (s1, s2) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.forward(
-                contiguous(s1, l1, "conv input")?,
+                contiguous_as(s1, l1, "conv input: input")?,
                 dims,
-                contiguous(s2, l2, "conv weight")?,
+                contiguous_as(s2, l2, "conv weight: input")?,
                 (cout, k),
             )?),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.forward(
-                contiguous(s1, l1, "conv input")?,
+                contiguous_as(s1, l1, "conv input: input")?,
                 dims,
-                contiguous(s2, l2, "conv weight")?,
+                contiguous_as(s2, l2, "conv weight: input")?,
                 (cout, k),
             )?),
             _ => candle_core::bail!(
@@ -386,8 +379,12 @@ impl CustomOp1 for Im2Col {
         }
         let (ho, wo) = g.out_hw();
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(unfold(contiguous(s, l, "im2col")?, b * c, g)),
-            CpuStorage::F64(_) => CpuStorage::F64(unfold(contiguous(s, l, "im2col")?, b * c, g)),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(unfold(contiguous_as(s, l, "im2col: input")?, b * c, g))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(unfold(contiguous_as(s, l, "im2col: input")?, b * c, g))
+            }
             _ => candle_core::bail!("im2col: f32 or f64 input required, got {:?}", s.dtype()),
         };
         Ok((out, Shape::from((b, c * g.k * g.k, ho * wo))))
@@ -427,8 +424,12 @@ impl CustomOp1 for Col2Im {
         }
         let c = rows / kk;
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(fold(contiguous(s, l, "col2im")?, b * c, g)),
-            CpuStorage::F64(_) => CpuStorage::F64(fold(contiguous(s, l, "col2im")?, b * c, g)),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(fold(contiguous_as(s, l, "col2im: input")?, b * c, g))
+            }
+            CpuStorage::F64(_) => {
+                CpuStorage::F64(fold(contiguous_as(s, l, "col2im: input")?, b * c, g))
+            }
             _ => candle_core::bail!("col2im: f32 or f64 input required, got {:?}", s.dtype()),
         };
         Ok((out, Shape::from((b, c, g.h, g.w))))

@@ -16,6 +16,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -48,14 +49,6 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
     )
 }
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("layer_norm: {what} must be contiguous"),
-    }
-}
-
 /// `(mean, 1 / sqrt(var + eps))` of a row, two passes with f64 sums.
 #[inline]
 fn row_stats(row: &[f32], eps: f64) -> (f32, f32) {
@@ -84,9 +77,9 @@ impl CustomOp3 for LayerNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "input")?;
-        let w = contiguous(s2, l2, "weight")?;
-        let b = contiguous(s3, l3, "bias")?;
+        let x = contiguous(s1, l1, "layer_norm: input")?;
+        let w = contiguous(s2, l2, "layer_norm: weight")?;
+        let b = contiguous(s3, l3, "layer_norm: bias")?;
         let c = w.len();
         let mut y = vec![0f32; x.len()];
         if c == 0 {
@@ -137,9 +130,9 @@ impl CustomOp3 for InputGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "input")?;
-        let dy = contiguous(s2, l2, "gradient")?;
-        let w = contiguous(s3, l3, "weight")?;
+        let x = contiguous(s1, l1, "layer_norm: input")?;
+        let dy = contiguous(s2, l2, "layer_norm: gradient")?;
+        let w = contiguous(s3, l3, "layer_norm: weight")?;
         let c = w.len();
         let mut dx = vec![0f32; x.len()];
         if c == 0 || dy.len() != x.len() {
@@ -182,8 +175,8 @@ impl CustomOp2 for ParamGrads {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "input")?;
-        let dy = contiguous(s2, l2, "gradient")?;
+        let x = contiguous(s1, l1, "layer_norm: input")?;
+        let dy = contiguous(s2, l2, "layer_norm: gradient")?;
         let c = l1.shape().dims().last().copied().unwrap_or(0);
         if c == 0 || dy.len() != x.len() {
             candle_core::bail!("layer_norm backward: {:?} vs {:?}", l1.shape(), l2.shape());

@@ -21,6 +21,7 @@ pub mod activation;
 pub mod attention;
 pub mod batch_norm;
 pub mod config;
+mod cpu_slice;
 pub mod error;
 pub mod heads;
 pub mod im2col;

@@ -15,6 +15,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -60,14 +61,6 @@ fn argmax(plane: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Option<usi
     best.map(|(i, _)| i)
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("stem_max_pool: {what} must be contiguous"),
-    }
-}
-
 impl CustomOp1 for StemMaxPool {
     fn name(&self) -> &'static str {
         "stem-max-pool-3x3s2p1"
@@ -75,7 +68,7 @@ impl CustomOp1 for StemMaxPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = contiguous_f32(s, l, "input")?;
+        let x = contiguous(s, l, "stem_max_pool: input")?;
         let (ho, wo) = (pooled_size(h), pooled_size(w));
         let mut out = vec![0f32; b * c * ho * wo];
         out.par_chunks_mut(ho * wo)
@@ -132,8 +125,8 @@ impl CustomOp2 for StemMaxPoolBackward {
                 l1.shape()
             );
         }
-        let x = contiguous_f32(s1, l1, "input")?;
-        let gy = contiguous_f32(s2, l2, "gradient")?;
+        let x = contiguous(s1, l1, "stem_max_pool: input")?;
+        let gy = contiguous(s2, l2, "stem_max_pool: gradient")?;
         let mut gx = vec![0f32; b * c * h * w];
         gx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w).zip(gy.par_chunks(ho * wo)))
