@@ -70,6 +70,30 @@ fn main() -> anyhow::Result<()> {
         );
         println!("full        fwd+bwd {all:9.1}");
     }
+    if what == "trunk" || what == "transformer" {
+        // A bare loop for `perf record`: ITERS steps of one part's fwd+bwd.
+        let cfg = ModelConfig::full();
+        let net = QueryNetwork::new(&cfg, &dev)?;
+        let enc = net.encoder();
+        let x = Tensor::randn(0f32, 1., (b, 3, 224, 224), &dev)?;
+        let rt = Tensor::randn(0f32, 1., (b, cfg.num_patches(), cfg.embed_dim), &dev)?;
+        let r = Tensor::randn(0f32, 1., (b, cfg.embed_dim), &dev)?;
+        let tok = Var::from_tensor(&rt)?;
+        let t = time(iters, || {
+            if what == "trunk" {
+                (enc.embed_t(&x, true)? * &rt)?
+                    .sum_all()?
+                    .backward()
+                    .map(drop)
+            } else {
+                (enc.encode(tok.as_tensor())? * &r)?
+                    .sum_all()?
+                    .backward()
+                    .map(drop)
+            }
+        })?;
+        println!("{what} fwd+bwd {t:9.1} ms per batch of {b}");
+    }
     if what == "all" || what == "conv" {
         // (cin, cout, h, k, stride, pad, count in the full trunk)
         let shapes = [

@@ -29,6 +29,7 @@ pub mod layer_norm;
 pub mod layers;
 pub mod linear;
 pub mod loading;
+pub mod matmul;
 pub mod max_pool;
 pub mod momentum;
 pub mod network;
