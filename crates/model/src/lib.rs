@@ -19,6 +19,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod avg_pool;
 pub mod batch_norm;
 pub mod config;
 mod cpu_slice;
@@ -33,6 +34,7 @@ pub mod matmul;
 pub mod max_pool;
 pub mod momentum;
 pub mod network;
+pub mod residual;
 pub mod resnet;
 pub mod vit;
 

@@ -4,8 +4,9 @@
 //!
 //! Shapes: `(B, C, H, W)` -> `(B, C, (H - 1) / 2 + 1, (W - 1) / 2 + 1)`, f32.
 //! The gradient of each output goes to the first maximum of its window in row-major order
-//! (PyTorch's choice on ties; a NaN counts as the maximum). The backward is computed per input
-//! element (no atomics), so it is deterministic on the CPU and on CUDA.
+//! (PyTorch's choice on ties; a NaN counts as the maximum). The backward uses no atomics (the CPU
+//! scatters one plane per task, the CUDA kernel gathers per input element, both in the same
+//! order), so it is deterministic.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -128,26 +129,16 @@ impl CustomOp2 for StemMaxPoolBackward {
         let x = contiguous(s1, l1, "stem_max_pool: input")?;
         let gy = contiguous(s2, l2, "stem_max_pool: gradient")?;
         let mut gx = vec![0f32; b * c * h * w];
+        // One task per plane; each output's gradient goes to its window's first maximum. The
+        // outputs are visited in row-major order, the order in which the CUDA kernel (one thread
+        // per input element) sums them, so both give the same bits.
         gx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w).zip(gy.par_chunks(ho * wo)))
             .for_each(|(gplane, (plane, gyp))| {
-                for ih in 0..h {
-                    // Outputs whose window [2o-1, 2o+1] covers ih.
-                    let oh_lo = ih.saturating_sub(1).div_ceil(2);
-                    let oh_hi = ih.div_ceil(2).min(ho - 1);
-                    for iw in 0..w {
-                        let ow_lo = iw.saturating_sub(1).div_ceil(2);
-                        let ow_hi = iw.div_ceil(2).min(wo - 1);
-                        let me = ih * w + iw;
-                        let mut acc = 0f32;
-                        for oh in oh_lo..=oh_hi {
-                            for ow in ow_lo..=ow_hi {
-                                if argmax(plane, h, w, oh, ow) == Some(me) {
-                                    acc += gyp[oh * wo + ow];
-                                }
-                            }
-                        }
-                        gplane[me] = acc;
+                for oh in 0..ho {
+                    for ow in 0..wo {
+                        let i = argmax(plane, h, w, oh, ow).expect("non-empty window");
+                        gplane[i] += gyp[oh * wo + ow];
                     }
                 }
             });

@@ -11,10 +11,12 @@
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::avg_pool::avg_pool_2x2_ceil;
 use crate::batch_norm::BatchNorm2d;
 use crate::config::ModelConfig;
 use crate::layers::Conv2d;
 use crate::max_pool::stem_max_pool;
+use crate::residual::add_relu;
 
 /// Conv (no bias) followed by BatchNorm.
 #[derive(Debug, Clone)]
@@ -32,32 +34,6 @@ impl ConvBn {
     fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.bn.forward_relu_t(&self.conv.forward(x)?, train)
     }
-}
-
-/// Average pool 2x2 with stride 2, ceil mode, padding not counted (timm's avg-down pool):
-/// `(B, C, H, W)` -> `(B, C, ceil(H/2), ceil(W/2))`. Built from reshapes and sums so its
-/// backward is exact.
-fn avg_pool_2x2_ceil(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-    let x = x
-        .pad_with_zeros(2, 0, 2 * ho - h)?
-        .pad_with_zeros(3, 0, 2 * wo - w)?;
-    let sum = x.reshape((b, c, ho, 2, wo, 2))?.sum(5)?.sum(3)?;
-    if h % 2 == 0 && w % 2 == 0 {
-        return sum * 0.25;
-    }
-    // Edge windows of an odd side hold fewer pixels: divide by the real count.
-    let mut inv = vec![0f32; ho * wo];
-    for i in 0..ho {
-        for j in 0..wo {
-            let rows = if 2 * i + 1 < h { 2 } else { 1 };
-            let cols = if 2 * j + 1 < w { 2 } else { 1 };
-            inv[i * wo + j] = 1.0 / (rows * cols) as f32;
-        }
-    }
-    let inv = Tensor::from_vec(inv, (1, 1, ho, wo), x.device())?.to_dtype(x.dtype())?;
-    sum.broadcast_mul(&inv)
 }
 
 /// Avg-down shortcut of the first block of a stage: `downsample.1` (conv) and `.2` (BN).
@@ -121,7 +97,7 @@ impl ModuleT for Bottleneck {
         let y = self.c1.forward_relu_t(x, train)?;
         let y = self.c2.forward_relu_t(&y, train)?;
         let y = self.c3.forward_t(&y, train)?;
-        (y + shortcut)?.relu()
+        add_relu(&y, &shortcut)
     }
 }
 

@@ -52,6 +52,9 @@ fn im2col_conv_matches_candle_conv2d_forward_and_gradients() {
         (2, 3, 5, 15, 15, 7, 2, 3),
         (1, 2, 3, 9, 9, 7, 1, 0),
         (2, 2, 4, 13, 13, 7, 1, 1),
+        // 1x1 stride 1: the input is its own columns (no unfold).
+        (3, 4, 6, 5, 5, 1, 1, 0),
+        (2, 4, 6, 6, 6, 1, 2, 0),
     ];
     for (b, cin, cout, h, w, k, s, p) in cases {
         let what = format!("b{b} cin{cin} cout{cout} {h}x{w} k{k} s{s} p{p}");
