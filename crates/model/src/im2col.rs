@@ -244,18 +244,24 @@ impl Conv2dGemm {
         let (ho, wo) = g.out_hw();
         let (rows, len) = (c * k * k, ho * wo);
         let wm = MatRef::row_major(weight, cout, rows);
-        let mut cols = Vec::new();
         let mut y = vec![T::zero(); b * cout * len];
-        for (xs, ys) in x.chunks(c * h * w).zip(y.chunks_mut(cout * len)) {
-            let cols = if g.pointwise() {
-                xs
-            } else {
-                unfold_into(&mut cols, xs, c, g);
-                &cols[..]
-            };
-            let cm = MatRef::row_major(cols, rows, len);
-            matmul_into(ys, len, wm, cm, T::ONE, false, Threads::Pool);
-        }
+        let (per, threads) = sample_groups(b);
+        y.par_chunks_mut(per * cout * len)
+            .zip(x.par_chunks(per * c * h * w))
+            .with_max_len(1)
+            .for_each(|(yg, xg)| {
+                let mut cols = Vec::new();
+                for (xs, ys) in xg.chunks(c * h * w).zip(yg.chunks_mut(cout * len)) {
+                    let cols = if g.pointwise() {
+                        xs
+                    } else {
+                        unfold_into(&mut cols, xs, c, g);
+                        &cols[..]
+                    };
+                    let cm = MatRef::row_major(cols, rows, len);
+                    matmul_into(ys, len, wm, cm, T::ONE, false, threads);
+                }
+            });
         y
     }
 
@@ -272,38 +278,70 @@ impl Conv2dGemm {
         let (ho, wo) = g.out_hw();
         let (rows, len) = (c * k * k, ho * wo);
         let wt = MatRef::row_major(weight, cout, rows).t();
-        let mut dw = vec![T::zero(); cout * rows];
         let mut dx = vec![T::zero(); b * c * h * w];
-        let (mut cols, mut dcols) = (
-            Vec::new(),
-            vec![T::zero(); if g.pointwise() { 0 } else { rows * len }],
-        );
-        for (i, ((xs, gs), dxs)) in x
-            .chunks(c * h * w)
-            .zip(gy.chunks(cout * len))
-            .zip(dx.chunks_mut(c * h * w))
-            .enumerate()
-        {
-            let gm = MatRef::row_major(gs, cout, len);
-            let cols = if g.pointwise() {
-                xs
-            } else {
-                // Recomputed rather than kept from the forward: k*k times the input's size.
-                unfold_into(&mut cols, xs, c, g);
-                &cols[..]
-            };
-            // dW += dY colsᵀ: (Cout, L) x (L, rows).
-            let ct = MatRef::row_major(cols, rows, len).t();
-            matmul_into(&mut dw, rows, gm, ct, T::ONE, i > 0, Threads::Pool);
-            // dcols = Wᵀ dY: (rows, Cout) x (Cout, L), folded back onto the input.
-            if g.pointwise() {
-                matmul_into(dxs, len, wt, gm, T::ONE, false, Threads::Pool);
-            } else {
-                matmul_into(&mut dcols, len, wt, gm, T::ONE, false, Threads::Pool);
-                fold_into(dxs, &dcols, c, g);
+        let (per, threads) = sample_groups(b);
+        // Each group of samples sums its own weight gradient; the groups' sums are added in
+        // group order below, so the result does not depend on scheduling.
+        let partial_dw: Vec<Vec<T>> = dx
+            .par_chunks_mut(per * c * h * w)
+            .zip(
+                x.par_chunks(per * c * h * w)
+                    .zip(gy.par_chunks(per * cout * len)),
+            )
+            .with_max_len(1)
+            .map(|(dxg, (xg, gg))| {
+                let mut dw = vec![T::zero(); cout * rows];
+                let mut cols = Vec::new();
+                let mut dcols = vec![T::zero(); if g.pointwise() { 0 } else { rows * len }];
+                for (i, ((xs, gs), dxs)) in xg
+                    .chunks(c * h * w)
+                    .zip(gg.chunks(cout * len))
+                    .zip(dxg.chunks_mut(c * h * w))
+                    .enumerate()
+                {
+                    let gm = MatRef::row_major(gs, cout, len);
+                    let cols = if g.pointwise() {
+                        xs
+                    } else {
+                        // Recomputed rather than kept from the forward: k*k times the input.
+                        unfold_into(&mut cols, xs, c, g);
+                        &cols[..]
+                    };
+                    // dW += dY colsᵀ: (Cout, L) x (L, rows).
+                    let ct = MatRef::row_major(cols, rows, len).t();
+                    matmul_into(&mut dw, rows, gm, ct, T::ONE, i > 0, threads);
+                    // dcols = Wᵀ dY: (rows, Cout) x (Cout, L), folded back onto the input.
+                    if g.pointwise() {
+                        matmul_into(dxs, len, wt, gm, T::ONE, false, threads);
+                    } else {
+                        matmul_into(&mut dcols, len, wt, gm, T::ONE, false, threads);
+                        fold_into(dxs, &dcols, c, g);
+                    }
+                }
+                dw
+            })
+            .collect();
+        let mut partial_dw = partial_dw.into_iter();
+        let mut dw = partial_dw.next().expect("at least one sample");
+        for p in partial_dw {
+            for (d, v) in dw.iter_mut().zip(p) {
+                *d += v;
             }
         }
         (dx, dw)
+    }
+}
+
+/// How a batch of `b` samples is shared out: `(samples per group, gemm threads)`.
+/// With at least as many samples as threads, one group per thread runs its samples' products on
+/// its own thread (one hand-off per convolution instead of one per product); otherwise one group
+/// runs the samples in turn, each product split across the pool.
+fn sample_groups(b: usize) -> (usize, Threads) {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && b >= threads {
+        (b.div_ceil(threads), Threads::Caller)
+    } else {
+        (b.max(1), Threads::Pool)
     }
 }
 
