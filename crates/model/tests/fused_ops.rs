@@ -286,33 +286,77 @@ fn gelu_and_softmax_match_candle() {
 
 #[test]
 fn linear_matches_composed_matmul_and_bias() {
-    for shape in [vec![2usize, 5, 12], vec![3, 12], vec![1, 1, 1, 12]] {
-        let x = randn(&shape, 1.0);
-        let w = randn(&[7, 12], 0.5);
-        let b = randn(&[7], 0.5);
-        let mut out = shape.clone();
-        *out.last_mut().unwrap() = 7;
-        let r = randn(&out, 1.0);
-        let (y, g) = run(
-            |t| model::linear::linear(&t[0], &t[1], &t[2]).unwrap(),
-            &[x.clone(), w.clone(), b.clone()],
-            &r,
-        );
-        let (y0, g0) = run(
-            |t| {
-                t[0].broadcast_matmul(&t[1].t().unwrap())
-                    .unwrap()
-                    .broadcast_add(&t[2])
-                    .unwrap()
-            },
-            &[x, w, b],
-            &r,
-        );
-        assert_close(&format!("{shape:?} output"), &y, &y0);
-        for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
-            assert_close(&format!("{shape:?} {name} gradient"), &g[i], &g0[i]);
+    // (input shape, out): 3-d and 2-d inputs, one row, and enough rows (300) for several
+    // blocks of the bias gradient's column sums.
+    for (shape, out) in [
+        (vec![2usize, 5, 12], 7),
+        (vec![3, 12], 7),
+        (vec![1, 1, 1, 12], 7),
+        (vec![3, 100, 24], 200),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let what = format!("{shape:?} -> {out} {dtype:?}");
+            let in_dim = *shape.last().unwrap();
+            let cast = |t: Tensor| t.to_dtype(dtype).unwrap();
+            let x = cast(randn(&shape, 1.0));
+            let w = cast(randn(&[out, in_dim], 0.5));
+            let b = cast(randn(&[out], 0.5));
+            let mut out_shape = shape.clone();
+            *out_shape.last_mut().unwrap() = out;
+            let r = cast(randn(&out_shape, 1.0));
+            let (y, g) = run(
+                |t| model::linear::linear(&t[0], &t[1], &t[2]).unwrap(),
+                &[x.clone(), w.clone(), b.clone()],
+                &r,
+            );
+            let (y0, g0) = run(
+                |t| {
+                    t[0].broadcast_matmul(&t[1].t().unwrap())
+                        .unwrap()
+                        .broadcast_add(&t[2])
+                        .unwrap()
+                },
+                &[x, w, b],
+                &r,
+            );
+            assert_eq!(y.dtype(), dtype, "{what}");
+            let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            assert_close(&format!("{what} output"), &f32s(&y), &f32s(&y0));
+            for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
+                assert_eq!(g[i].dims(), g0[i].dims(), "{what} {name} gradient shape");
+                assert_close(
+                    &format!("{what} {name} gradient"),
+                    &f32s(&g[i]),
+                    &f32s(&g0[i]),
+                );
+            }
         }
     }
+}
+
+#[test]
+fn linear_of_a_non_contiguous_weight_and_mismatched_shapes() {
+    // A transposed weight view: made contiguous on the way in, gradient still reaches it.
+    let x = randn(&[4, 6], 1.0);
+    let wt = randn(&[6, 5], 0.5);
+    let b = randn(&[5], 0.5);
+    let r = randn(&[4, 5], 1.0);
+    let (y, g) = run(
+        |t| model::linear::linear(&t[0], &t[1].t().unwrap(), &t[2]).unwrap(),
+        &[x.clone(), wt.clone(), b.clone()],
+        &r,
+    );
+    let (y0, g0) = run(
+        |t| t[0].matmul(&t[1]).unwrap().broadcast_add(&t[2]).unwrap(),
+        &[x.clone(), wt.clone(), b],
+        &r,
+    );
+    assert_close("transposed weight output", &y, &y0);
+    for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
+        assert_close(&format!("transposed weight {name} gradient"), &g[i], &g0[i]);
+    }
+    let err = model::linear::linear(&x, &wt, &randn(&[6], 0.5)).unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
 }
 
 #[test]
