@@ -361,37 +361,53 @@ fn linear_of_a_non_contiguous_weight_and_mismatched_shapes() {
 
 #[test]
 fn self_attention_matches_composed_heads() {
-    let (b, n, h, d) = (2usize, 7usize, 3usize, 4usize);
-    let c = h * d;
-    let scale = (d as f64).powf(-0.5);
-    let qkv = randn(&[b, n, 3 * c], 1.5);
-    let r = randn(&[b, n, c], 1.0);
-    let (y, g) = run(
-        |t| model::attention::self_attention(&t[0], h, scale).unwrap(),
-        std::slice::from_ref(&qkv),
-        &r,
-    );
-    let (y0, g0) = run(
-        |t| {
-            let heads = t[0]
-                .reshape((b, n, 3, h, d))
-                .unwrap()
-                .permute((2, 0, 3, 1, 4))
-                .unwrap();
-            let part = |i| heads.get(i).unwrap().contiguous().unwrap();
-            let q = (part(0) * scale).unwrap();
-            let attn = q.matmul(&part(1).t().unwrap()).unwrap();
-            let attn = candle_nn::ops::softmax(&attn, D::Minus1).unwrap();
-            attn.matmul(&part(2))
-                .unwrap()
-                .transpose(1, 2)
-                .unwrap()
-                .reshape((b, n, c))
-                .unwrap()
-        },
-        &[qkv],
-        &r,
-    );
-    assert_close("attention output", &y, &y0);
-    assert_close("attention qkv gradient", &g[0], &g0[0]);
+    // (batch, tokens, heads, head dim): 70 and 197 tokens take several row blocks per batch
+    // element, 1 token and 1 head are the edges.
+    for (b, n, h, d) in [
+        (2usize, 7usize, 3usize, 4usize),
+        (2, 70, 3, 8),
+        (1, 197, 2, 5),
+        (3, 1, 1, 4),
+        (1, 33, 4, 1),
+    ] {
+        let what = format!("b{b} n{n} h{h} d{d}");
+        let c = h * d;
+        let scale = (d as f64).powf(-0.5);
+        let qkv = randn(&[b, n, 3 * c], 1.5);
+        let r = randn(&[b, n, c], 1.0);
+        let (y, g) = run(
+            |t| model::attention::self_attention(&t[0], h, scale).unwrap(),
+            std::slice::from_ref(&qkv),
+            &r,
+        );
+        let (y0, g0) = run(
+            |t| {
+                let heads = t[0]
+                    .reshape((b, n, 3, h, d))
+                    .unwrap()
+                    .permute((2, 0, 3, 1, 4))
+                    .unwrap();
+                let part = |i| heads.get(i).unwrap().contiguous().unwrap();
+                let q = (part(0) * scale).unwrap();
+                let attn = q.matmul(&part(1).t().unwrap()).unwrap();
+                let attn = candle_nn::ops::softmax(&attn, D::Minus1).unwrap();
+                attn.matmul(&part(2))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((b, n, c))
+                    .unwrap()
+            },
+            &[qkv],
+            &r,
+        );
+        assert_close(&format!("{what} attention output"), &y, &y0);
+        assert_close(&format!("{what} attention qkv gradient"), &g[0], &g0[0]);
+    }
+}
+
+#[test]
+fn self_attention_refuses_qkv_that_does_not_split_into_heads() {
+    let err = model::attention::self_attention(&randn(&[1, 2, 10], 1.0), 3, 1.0).unwrap_err();
+    assert!(err.to_string().contains("does not split"), "{err}");
 }
