@@ -3,9 +3,9 @@
 //! Composed from candle ops, a linear layer on `(B, N, in)` is reshape -> matmul with a
 //! transposed weight -> broadcast add -> reshape, and candle's backward gives every one of those
 //! nodes its own zero-filled, then accumulated, gradient buffer (the weight's transposed). Here
-//! the product is computed by candle's matmul (gemm) on detached tensors, and a custom op adds
-//! the bias while taking the product over as its output and records the backward:
-//! `dx = dy W`, `dW = dyᵀ x`, `db = sum(dy)` (gemms again).
+//! one custom op fills the output rows with the bias and accumulates the product `x Wᵀ` onto
+//! them with one gemm ([`matmul_into`], the transpose is a strided view); its backward is
+//! `dx = dy W`, `dW = dyᵀ x` (gemms on views again, no copies) and `db = sum(dy)` over rows.
 //!
 //! Shapes: `x` `(.., in)`, `weight` `(out, in)`, `bias` `(out,)` -> `(.., out)`. f32 or f64 on
 //! the CPU; [`crate::layers::Linear`] composes candle ops elsewhere.
@@ -20,12 +20,13 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use std::sync::Mutex;
-
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_core::{WithDType, D};
 use rayon::prelude::*;
+
+use crate::cpu_slice::contiguous_as;
+use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
 
 /// `x Wᵀ + b` for `x` `(.., in)` on the CPU (f32 or f64), with gradients for all three.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
@@ -42,52 +43,108 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
         candle_core::bail!("linear: f32/f64 CPU input required, got {:?}", x.dtype());
     }
-    let x = x.contiguous()?;
-    let product = x
-        .detach()
-        .reshape(((), in_dim))?
-        .matmul(&weight.detach().t()?)?;
-    x.apply_op3(
-        weight,
-        &bias.contiguous()?,
-        AddBias {
-            product: Mutex::new(Some(product)),
-        },
-    )
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
-    let data = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("linear: {what} must be contiguous"),
+/// Rows per rayon task of the row-wise passes (bias fill, bias gradient) for rows of `width`
+/// elements: about 16k elements, enough to amortise the split.
+fn rows_per_task(width: usize) -> usize {
+    (16 * 1024 / width.max(1)).max(1)
+}
+
+/// Rows, `in` and `out` of a call: `x` `(rows, in)`, `weight` `(out, in)`.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    rows: usize,
+    in_dim: usize,
+    out: usize,
+}
+
+impl Dims {
+    /// From the layouts of `x` `(.., in)` and `weight` `(out, in)`.
+    fn new(x: &Layout, weight: &Layout) -> Result<Self> {
+        let (out, in_dim) = weight.shape().dims2()?;
+        let x = x.shape().dims();
+        let rows = x[..x.len().saturating_sub(1)].iter().product();
+        Ok(Self { rows, in_dim, out })
+    }
+
+    /// The output shape `(.., out)` for an input layout `(.., in)`.
+    fn out_shape(x: &Layout, out: usize) -> Vec<usize> {
+        let mut shape = x.shape().dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = out;
+        }
+        shape
     }
 }
 
-/// Args `(x, weight, bias)`; output `product + bias` shaped `(.., out)`. The product `x Wᵀ`
-/// `(rows, out)` is computed before the op is applied and handed over here.
-struct AddBias {
-    product: Mutex<Option<Tensor>>,
-}
-
-fn add_bias<T: WithDType>(product: &[T], bias: &[T]) -> Vec<T> {
-    let out = bias.len();
-    let mut y = vec![T::zero(); product.len()];
-    // About 16k elements per task.
-    let rows = (16 * 1024 / out.max(1)).max(1);
-    y.par_chunks_mut(rows * out)
-        .zip(product.par_chunks(rows * out))
-        .for_each(|(y, p)| {
-            for (yr, pr) in y.chunks_mut(out).zip(p.chunks(out)) {
-                for ((o, &v), &b) in yr.iter_mut().zip(pr).zip(bias) {
-                    *o = v + b;
-                }
-            }
-        });
+/// `(rows, out)` rows of `bias`, plus `x (rows, in) · wᵀ` (gemm's own threading).
+fn forward<T: GemmScalar>(x: &[T], w: &[T], bias: &[T], dims: Dims) -> Vec<T> {
+    let Dims { rows, in_dim, out } = dims;
+    let mut y = vec![T::ZERO; rows * out];
+    if y.is_empty() {
+        return y;
+    }
+    y.par_chunks_mut(rows_per_task(out) * out).for_each(|y| {
+        for row in y.chunks_mut(out) {
+            row.copy_from_slice(bias);
+        }
+    });
+    let x = MatRef::row_major(x, rows, in_dim);
+    let w = MatRef::row_major(w, out, in_dim);
+    matmul_into(&mut y, out, x, w.t(), T::ONE, true, Threads::Pool);
     y
 }
 
-impl CustomOp3 for AddBias {
+/// Column sums of the row-major `(rows, out)` matrix `dy`. Fixed blocks of rows are summed
+/// into partial vectors in parallel and the partials added in block order, so the result does
+/// not depend on the thread count or scheduling; the inner loop runs along a row (vectorised).
+fn column_sums<T: GemmScalar + WithDType>(dy: &[T], out: usize) -> Vec<T> {
+    let partials: Vec<Vec<T>> = dy
+        .par_chunks(rows_per_task(out) * out)
+        .map(|block| {
+            let mut acc = vec![T::ZERO; out];
+            for row in block.chunks(out) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut sum = vec![T::ZERO; out];
+    for p in &partials {
+        for (a, &v) in sum.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    sum
+}
+
+/// `dx = dy W` `(rows, in)`, `dW = dyᵀ x` `(out, in)` and `db` `(out,)`, packed in that order
+/// into one buffer.
+fn backward<T: GemmScalar + WithDType>(x: &[T], dy: &[T], w: &[T], dims: Dims) -> Vec<T> {
+    let Dims { rows, in_dim, out } = dims;
+    let mut packed = vec![T::ZERO; rows * in_dim + out * in_dim + out];
+    let (dx, rest) = packed.split_at_mut(rows * in_dim);
+    let (dw, db) = rest.split_at_mut(out * in_dim);
+    let x = MatRef::row_major(x, rows, in_dim);
+    let dy_m = MatRef::row_major(dy, rows, out);
+    let w = MatRef::row_major(w, out, in_dim);
+    matmul_into(dx, in_dim, dy_m, w, T::ONE, false, Threads::Pool);
+    matmul_into(dw, in_dim, dy_m.t(), x, T::ONE, false, Threads::Pool);
+    if out > 0 {
+        db.copy_from_slice(&column_sums(dy, out));
+    }
+    packed
+}
+
+/// Args `(x, weight, bias)` -> `x Wᵀ + b` shaped `(.., out)`.
+struct Linear;
+
+impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "linear"
     }
@@ -96,39 +153,37 @@ impl CustomOp3 for AddBias {
         &self,
         s1: &CpuStorage,
         l1: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let product = self
-            .product
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("linear: poisoned product".into()))?
-            .take();
-        let Some(product) = product else {
-            candle_core::bail!("linear: the op was applied twice");
-        };
-        let (ps, pl) = product.storage_and_layout();
-        let Storage::Cpu(p) = &*ps else {
-            candle_core::bail!("linear: CPU product expected");
-        };
-        let y = match (p, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(add_bias(slice(p, pl, "product")?, slice(s3, l3, "bias")?))
+        let dims = Dims::new(l1, l2)?;
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(forward::<f32>(
+                    contiguous_as(s1, l1, "linear: input")?,
+                    contiguous_as(s2, l2, "linear: weight")?,
+                    contiguous_as(s3, l3, "linear: bias")?,
+                    dims,
+                ))
             }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(add_bias(slice(p, pl, "product")?, slice(s3, l3, "bias")?))
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(forward::<f64>(
+                    contiguous_as(s1, l1, "linear: input")?,
+                    contiguous_as(s2, l2, "linear: weight")?,
+                    contiguous_as(s3, l3, "linear: bias")?,
+                    dims,
+                ))
             }
             _ => candle_core::bail!(
-                "linear: input {:?} and bias {:?} must be f32 or f64 alike",
+                "linear: input {:?}, weight {:?} and bias {:?} must be f32 or f64 alike",
                 s1.dtype(),
+                s2.dtype(),
                 s3.dtype()
             ),
         };
-        let mut dims = l1.shape().dims().to_vec();
-        *dims.last_mut().expect("rank >= 1") = l3.shape().elem_count();
-        Ok((y, Shape::from(dims)))
+        Ok((y, Shape::from(Dims::out_shape(l1, dims.out))))
     }
 
     fn bwd(
@@ -140,12 +195,69 @@ impl CustomOp3 for AddBias {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (out_dim, in_dim) = weight.dims2()?;
-        // Plain tensors: nothing below is recorded for a second-order backward.
-        let g = grad.detach().contiguous()?.reshape(((), out_dim))?;
-        let x2 = x.detach().reshape(((), in_dim))?;
-        let dx = g.matmul(&weight.detach())?.reshape(x.dims())?;
-        let dw = g.t()?.matmul(&x2)?;
-        let db = g.sum(0)?;
+        // One op, one buffer: the three gradients are views into it (no copies).
+        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, weight, &LinearBackward)?;
+        let nx = x.elem_count();
+        let dx = packed.narrow(0, 0, nx)?.reshape(x.dims())?;
+        let dw = packed
+            .narrow(0, nx, out_dim * in_dim)?
+            .reshape((out_dim, in_dim))?;
+        let db = packed.narrow(0, nx + out_dim * in_dim, out_dim)?;
         Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// Args `(x, dy, weight)` -> `dx`, `dW`, `db` flattened and packed into one `(len,)` buffer.
+struct LinearBackward;
+
+impl CustomOp3 for LinearBackward {
+    fn name(&self) -> &'static str {
+        "linear-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = Dims::new(l1, l3)?;
+        let Dims { rows, in_dim, out } = dims;
+        if l2.shape().dims() != Dims::out_shape(l1, out).as_slice() {
+            candle_core::bail!(
+                "linear backward: gradient {:?} does not match input {:?} and weight {:?}",
+                l2.shape(),
+                l1.shape(),
+                l3.shape()
+            );
+        }
+        let packed = match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(backward::<f32>(
+                    contiguous_as(s1, l1, "linear backward: input")?,
+                    contiguous_as(s2, l2, "linear backward: gradient")?,
+                    contiguous_as(s3, l3, "linear backward: weight")?,
+                    dims,
+                ))
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(backward::<f64>(
+                    contiguous_as(s1, l1, "linear backward: input")?,
+                    contiguous_as(s2, l2, "linear backward: gradient")?,
+                    contiguous_as(s3, l3, "linear backward: weight")?,
+                    dims,
+                ))
+            }
+            _ => candle_core::bail!(
+                "linear backward: input {:?}, gradient {:?} and weight {:?} must be f32 or f64 alike",
+                s1.dtype(),
+                s2.dtype(),
+                s3.dtype()
+            ),
+        };
+        Ok((packed, Shape::from(rows * in_dim + out * in_dim + out)))
     }
 }

@@ -289,68 +289,128 @@ fn gelu_and_softmax_match_candle() {
 
 #[test]
 fn linear_matches_composed_matmul_and_bias() {
-    for shape in [vec![2usize, 5, 12], vec![3, 12], vec![1, 1, 1, 12]] {
-        let x = randn(&shape, 1.0);
-        let w = randn(&[7, 12], 0.5);
-        let b = randn(&[7], 0.5);
-        let mut out = shape.clone();
-        *out.last_mut().unwrap() = 7;
-        let r = randn(&out, 1.0);
-        let (y, g) = run(
-            |t| model::linear::linear(&t[0], &t[1], &t[2]).unwrap(),
-            &[x.clone(), w.clone(), b.clone()],
-            &r,
-        );
-        let (y0, g0) = run(
-            |t| {
-                t[0].broadcast_matmul(&t[1].t().unwrap())
-                    .unwrap()
-                    .broadcast_add(&t[2])
-                    .unwrap()
-            },
-            &[x, w, b],
-            &r,
-        );
-        assert_close(&format!("{shape:?} output"), &y, &y0);
-        for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
-            assert_close(&format!("{shape:?} {name} gradient"), &g[i], &g0[i]);
+    // (input shape, out): 3-d and 2-d inputs, one row, and enough rows (300) for several
+    // blocks of the bias gradient's column sums.
+    for (shape, out) in [
+        (vec![2usize, 5, 12], 7),
+        (vec![3, 12], 7),
+        (vec![1, 1, 1, 12], 7),
+        (vec![3, 100, 24], 200),
+    ] {
+        for dtype in [DType::F32, DType::F64] {
+            let what = format!("{shape:?} -> {out} {dtype:?}");
+            let in_dim = *shape.last().unwrap();
+            let cast = |t: Tensor| t.to_dtype(dtype).unwrap();
+            let x = cast(randn(&shape, 1.0));
+            let w = cast(randn(&[out, in_dim], 0.5));
+            let b = cast(randn(&[out], 0.5));
+            let mut out_shape = shape.clone();
+            *out_shape.last_mut().unwrap() = out;
+            let r = cast(randn(&out_shape, 1.0));
+            let (y, g) = run(
+                |t| model::linear::linear(&t[0], &t[1], &t[2]).unwrap(),
+                &[x.clone(), w.clone(), b.clone()],
+                &r,
+            );
+            let (y0, g0) = run(
+                |t| {
+                    t[0].broadcast_matmul(&t[1].t().unwrap())
+                        .unwrap()
+                        .broadcast_add(&t[2])
+                        .unwrap()
+                },
+                &[x, w, b],
+                &r,
+            );
+            assert_eq!(y.dtype(), dtype, "{what}");
+            let f32s = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            assert_close(&format!("{what} output"), &f32s(&y), &f32s(&y0));
+            for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
+                assert_eq!(g[i].dims(), g0[i].dims(), "{what} {name} gradient shape");
+                assert_close(
+                    &format!("{what} {name} gradient"),
+                    &f32s(&g[i]),
+                    &f32s(&g0[i]),
+                );
+            }
         }
     }
 }
 
 #[test]
-fn self_attention_matches_composed_heads() {
-    let (b, n, h, d) = (2usize, 7usize, 3usize, 4usize);
-    let c = h * d;
-    let scale = (d as f64).powf(-0.5);
-    let qkv = randn(&[b, n, 3 * c], 1.5);
-    let r = randn(&[b, n, c], 1.0);
+fn linear_of_a_non_contiguous_weight_and_mismatched_shapes() {
+    // A transposed weight view: made contiguous on the way in, gradient still reaches it.
+    let x = randn(&[4, 6], 1.0);
+    let wt = randn(&[6, 5], 0.5);
+    let b = randn(&[5], 0.5);
+    let r = randn(&[4, 5], 1.0);
     let (y, g) = run(
-        |t| model::attention::self_attention(&t[0], h, scale).unwrap(),
-        std::slice::from_ref(&qkv),
+        |t| model::linear::linear(&t[0], &t[1].t().unwrap(), &t[2]).unwrap(),
+        &[x.clone(), wt.clone(), b.clone()],
         &r,
     );
     let (y0, g0) = run(
-        |t| {
-            let heads = t[0]
-                .reshape((b, n, 3, h, d))
-                .unwrap()
-                .permute((2, 0, 3, 1, 4))
-                .unwrap();
-            let part = |i| heads.get(i).unwrap().contiguous().unwrap();
-            let q = (part(0) * scale).unwrap();
-            let attn = q.matmul(&part(1).t().unwrap()).unwrap();
-            let attn = candle_nn::ops::softmax(&attn, D::Minus1).unwrap();
-            attn.matmul(&part(2))
-                .unwrap()
-                .transpose(1, 2)
-                .unwrap()
-                .reshape((b, n, c))
-                .unwrap()
-        },
-        &[qkv],
+        |t| t[0].matmul(&t[1]).unwrap().broadcast_add(&t[2]).unwrap(),
+        &[x.clone(), wt.clone(), b],
         &r,
     );
-    assert_close("attention output", &y, &y0);
-    assert_close("attention qkv gradient", &g[0], &g0[0]);
+    assert_close("transposed weight output", &y, &y0);
+    for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
+        assert_close(&format!("transposed weight {name} gradient"), &g[i], &g0[i]);
+    }
+    let err = model::linear::linear(&x, &wt, &randn(&[6], 0.5)).unwrap_err();
+    assert!(err.to_string().contains("do not match"), "{err}");
+}
+
+#[test]
+fn self_attention_matches_composed_heads() {
+    // (batch, tokens, heads, head dim): 70 and 197 tokens take several row blocks per batch
+    // element, 1 token and 1 head are the edges.
+    for (b, n, h, d) in [
+        (2usize, 7usize, 3usize, 4usize),
+        (2, 70, 3, 8),
+        (1, 197, 2, 5),
+        (3, 1, 1, 4),
+        (1, 33, 4, 1),
+    ] {
+        let what = format!("b{b} n{n} h{h} d{d}");
+        let c = h * d;
+        let scale = (d as f64).powf(-0.5);
+        let qkv = randn(&[b, n, 3 * c], 1.5);
+        let r = randn(&[b, n, c], 1.0);
+        let (y, g) = run(
+            |t| model::attention::self_attention(&t[0], h, scale).unwrap(),
+            std::slice::from_ref(&qkv),
+            &r,
+        );
+        let (y0, g0) = run(
+            |t| {
+                let heads = t[0]
+                    .reshape((b, n, 3, h, d))
+                    .unwrap()
+                    .permute((2, 0, 3, 1, 4))
+                    .unwrap();
+                let part = |i| heads.get(i).unwrap().contiguous().unwrap();
+                let q = (part(0) * scale).unwrap();
+                let attn = q.matmul(&part(1).t().unwrap()).unwrap();
+                let attn = candle_nn::ops::softmax(&attn, D::Minus1).unwrap();
+                attn.matmul(&part(2))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .reshape((b, n, c))
+                    .unwrap()
+            },
+            &[qkv],
+            &r,
+        );
+        assert_close(&format!("{what} attention output"), &y, &y0);
+        assert_close(&format!("{what} attention qkv gradient"), &g[0], &g0[0]);
+    }
+}
+
+#[test]
+fn self_attention_refuses_qkv_that_does_not_split_into_heads() {
+    let err = model::attention::self_attention(&randn(&[1, 2, 10], 1.0), 3, 1.0).unwrap_err();
+    assert!(err.to_string().contains("does not split"), "{err}");
 }
