@@ -162,9 +162,9 @@ fn lane_sums2(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64,
     let (mut a, mut b) = (0f64, 0f64);
     for (xb, yb) in x.chunks(256).zip(y.chunks(256)) {
         let (mut la, mut lb) = ([0f32; LANES], [0f32; LANES]);
-        let (xc, yc) = (xb.chunks_exact(LANES), yb.chunks_exact(LANES));
-        let (xr, yr) = (xc.remainder(), yc.remainder());
-        for (xs, ys) in xc.zip(yc) {
+        // Fixed-size arrays: no bounds checks in the lane loop, which lets it vectorise.
+        let ((xc, xr), (yc, yr)) = (xb.as_chunks::<LANES>(), yb.as_chunks::<LANES>());
+        for (xs, ys) in xc.iter().zip(yc) {
             for j in 0..LANES {
                 let (u, v) = f(xs[j], ys[j]);
                 la[j] += u;
@@ -318,7 +318,8 @@ impl BnBackwardSums<'_> {
     fn dz(&self, ch: usize) -> impl Fn(f32, f32) -> f32 + Copy {
         let (s, t) = self.ss[ch];
         let relu = self.relu;
-        move |x, dy| if relu && x * s + t <= 0.0 { 0.0 } else { dy }
+        // `>` rather than `<=` so the mask is one comparison and a select (branch-free).
+        move |x, dy| if !relu || x * s + t > 0.0 { dy } else { 0.0 }
     }
 }
 
