@@ -21,7 +21,7 @@
 //! ```
 
 use crate::cpu_slice::contiguous;
-use candle_core::cpu::erf::erf_f32;
+use crate::fast_math::{erf, exp, sum};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -66,8 +66,8 @@ impl CustomOp1 for GeluErf {
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| {
                 for (o, &v) in y.iter_mut().zip(x) {
-                    // The same expression as candle's gelu_erf.
-                    *o = (erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v;
+                    // candle's gelu_erf expression, with the vectorisable erf.
+                    *o = (erf(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v;
                 }
             });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -103,8 +103,8 @@ impl CustomOp2 for GeluErfBackward {
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(dx, (x, dy))| {
                 for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    let cdf = 0.5 * (1. + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
-                    let pdf = INV_SQRT_2PI * (-0.5 * v * v).exp();
+                    let cdf = 0.5 * (1. + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                    let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
                     *o = g * (cdf + v * pdf);
                 }
             });
@@ -149,12 +149,10 @@ impl CustomOp1 for Softmax {
             .for_each(|(y, x)| {
                 for (yr, xr) in y.chunks_mut(d).zip(x.chunks(d)) {
                     let m = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
                     for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = (v - m).exp();
-                        sum += *o;
+                        *o = exp(v - m);
                     }
-                    let inv = 1. / sum;
+                    let inv = 1. / sum(yr);
                     for o in yr.iter_mut() {
                         *o *= inv;
                     }

@@ -29,6 +29,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape
 use rayon::prelude::*;
 
 use crate::cpu_slice::contiguous;
+use crate::fast_math::{exp, sum};
 use crate::matmul::{matmul_into, MatRef, Threads};
 
 /// `(B, N, 3C)` -> `(B, N, C)`: softmax attention of `num_heads` heads, logits scaled by
@@ -153,12 +154,10 @@ fn head_cols_t(buf: &[f32], dims: HeadDims, hi: usize, c0: usize, cols: usize) -
 /// [`crate::activation::softmax_last_dim`]).
 fn softmax_in_place(row: &mut [f32]) {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
     for o in row.iter_mut() {
-        *o = (*o - m).exp();
-        sum += *o;
+        *o = exp(*o - m);
     }
-    let inv = 1. / sum;
+    let inv = 1. / sum(row);
     for o in row.iter_mut() {
         *o *= inv;
     }

@@ -24,6 +24,7 @@ pub mod batch_norm;
 pub mod config;
 mod cpu_slice;
 pub mod error;
+pub mod fast_math;
 pub mod heads;
 pub mod im2col;
 pub mod layer_norm;
