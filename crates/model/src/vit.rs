@@ -294,7 +294,11 @@ mod tests {
         tensors.extend(vm.all_vars().iter().map(|v| v.as_tensor().clone()));
         for t in &tensors {
             let (a, b) = (g_full.get(t).expect("grad"), g_cls.get(t).expect("grad"));
-            assert!(max_diff(a, b)? < 1e-5, "gradient of a {:?} tensor differs", t.dims());
+            assert!(
+                max_diff(a, b)? < 1e-5,
+                "gradient of a {:?} tensor differs",
+                t.dims()
+            );
         }
         Ok(())
     }
