@@ -2,7 +2,8 @@
 //! the tiny and the full Hybrid-ViT on the CPU, against timm/PyTorch on the same model in the
 //! same run (Python from `SPMIX_PYTHON`, else the project venv; skipped when absent).
 //!
-//! `cargo bench -p model --bench forward_backward`; `MODEL_BENCH_ITERS` sets timed steps (3).
+//! `cargo bench -p model --bench forward_backward`; `MODEL_BENCH_ITERS` sets timed steps (3),
+//! `MODEL_BENCH_ROUNDS` the alternating candle/timm rounds (3).
 
 use std::process::Command;
 use std::time::Instant;
@@ -75,11 +76,63 @@ fn cfg_json(c: &ModelConfig) -> String {
     )
 }
 
+/// timm's seconds per image for each case, or None where Python or timm is missing.
+fn time_timm(
+    cases: &[(&str, ModelConfig, usize)],
+    iters: usize,
+    threads: usize,
+) -> Vec<Option<f64>> {
+    let mut theirs = vec![None; cases.len()];
+    let Some(py) = python() else {
+        eprintln!("no Python found (set SPMIX_PYTHON): timm reference skipped");
+        return theirs;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_timm.py");
+    let mut cmd = Command::new(&py);
+    cmd.arg(script)
+        .arg(threads.to_string())
+        .arg(iters.to_string());
+    for (name, cfg, batch) in cases {
+        cmd.arg(name).arg(batch.to_string()).arg(cfg_json(cfg));
+    }
+    match cmd.output() {
+        Ok(o) if o.status.success() => {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                let mut it = line.split_whitespace();
+                if let (Some(n), Some(v)) =
+                    (it.next(), it.next().and_then(|v| v.parse::<f64>().ok()))
+                {
+                    if let Some(i) = cases.iter().position(|c| c.0 == n) {
+                        theirs[i] = Some(v);
+                    }
+                }
+            }
+        }
+        Ok(o) => eprintln!(
+            "timm reference failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => eprintln!("cannot run {py}: {e}"),
+    }
+    theirs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() -> anyhow::Result<()> {
-    let iters: usize = std::env::var("MODEL_BENCH_ITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (iters, rounds) = (
+        env("MODEL_BENCH_ITERS", 3),
+        env("MODEL_BENCH_ROUNDS", 3).max(1),
+    );
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -87,53 +140,50 @@ fn main() -> anyhow::Result<()> {
         ("tiny", tiny(), 8usize),
         ("full", ModelConfig::full(), 2usize),
     ];
-    let mut ours = Vec::new();
-    for (name, cfg, batch) in &cases {
-        let s = time_candle(cfg, *batch, iters)?;
-        eprintln!("candle {name}: {:.2} ms/image", s * 1e3);
-        ours.push(s);
-    }
-    let mut theirs = vec![None; cases.len()];
-    if let Some(py) = python() {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_timm.py");
-        let mut cmd = Command::new(&py);
-        cmd.arg(script)
-            .arg(threads.to_string())
-            .arg(iters.to_string());
-        for (name, cfg, batch) in &cases {
-            cmd.arg(name).arg(batch.to_string()).arg(cfg_json(cfg));
+    // Rounds alternate candle and timm so that a slow spell of the machine hits both sides;
+    // the ratio reported is the median of the per-round ratios.
+    let mut ours = vec![Vec::new(); cases.len()];
+    let mut theirs = vec![Vec::new(); cases.len()];
+    for round in 1..=rounds {
+        for (i, (name, cfg, batch)) in cases.iter().enumerate() {
+            let s = time_candle(cfg, *batch, iters)?;
+            eprintln!("round {round}: candle {name}: {:.2} ms/image", s * 1e3);
+            ours[i].push(s);
         }
-        match cmd.output() {
-            Ok(o) if o.status.success() => {
-                for line in String::from_utf8_lossy(&o.stdout).lines() {
-                    let mut it = line.split_whitespace();
-                    if let (Some(n), Some(v)) =
-                        (it.next(), it.next().and_then(|v| v.parse::<f64>().ok()))
-                    {
-                        if let Some(i) = cases.iter().position(|c| c.0 == n) {
-                            theirs[i] = Some(v);
-                        }
-                    }
-                }
+        for (i, t) in time_timm(&cases, iters, threads).into_iter().enumerate() {
+            if let Some(t) = t {
+                eprintln!(
+                    "round {round}: timm {}: {:.2} ms/image",
+                    cases[i].0,
+                    t * 1e3
+                );
+                theirs[i].push(t);
             }
-            Ok(o) => eprintln!(
-                "timm reference failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("cannot run {py}: {e}"),
         }
-    } else {
-        eprintln!("no Python found (set SPMIX_PYTHON): timm reference skipped");
     }
-    println!("forward+backward per image, train mode, CPU, {threads} threads, median of {iters}");
-    println!("| model | batch | candle ms/img | timm ms/img | ratio (timm / candle) |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "forward+backward per image, train mode, CPU, {threads} threads, median of {iters} steps, {rounds} alternating rounds"
+    );
+    println!("| model | batch | candle ms/img | timm ms/img | ratio (timm / candle), per round | median ratio |");
+    println!("|---|---|---|---|---|---|");
     for (i, (name, _, batch)) in cases.iter().enumerate() {
-        let (t, r) = match theirs[i] {
-            Some(v) => (format!("{:.2}", v * 1e3), format!("{:.2}x", v / ours[i])),
-            None => ("-".into(), "-".into()),
-        };
-        println!("| {name} | {batch} | {:.2} | {t} | {r} |", ours[i] * 1e3);
+        let c = median(ours[i].clone());
+        if theirs[i].len() == ours[i].len() {
+            let ratios: Vec<f64> = theirs[i].iter().zip(&ours[i]).map(|(t, o)| t / o).collect();
+            let per_round = ratios
+                .iter()
+                .map(|r| format!("{r:.2}x"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "| {name} | {batch} | {:.2} | {:.2} | {per_round} | {:.2}x |",
+                c * 1e3,
+                median(theirs[i].clone()) * 1e3,
+                median(ratios)
+            );
+        } else {
+            println!("| {name} | {batch} | {:.2} | - | - | - |", c * 1e3);
+        }
     }
     Ok(())
 }
