@@ -20,7 +20,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 use crate::fast_math::{erf, exp, sum};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -61,7 +61,7 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous(s, l, "gelu_erf: input")?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = zeroed(x.len(), 0f32);
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
             .for_each(|(y, x)| {
@@ -98,7 +98,7 @@ impl CustomOp2 for GeluErfBackward {
         let dy = contiguous(s2, l2, "gelu_erf backward: input")?;
         // 1 / sqrt(2 pi)
         const INV_SQRT_2PI: f32 = 0.398_942_3;
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = zeroed(x.len(), 0f32);
         dx.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(dx, (x, dy))| {
@@ -139,7 +139,7 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = l.shape().dims().last().copied().unwrap_or(1);
         let x = contiguous(s, l, "softmax: input")?;
-        let mut y = vec![0f32; x.len()];
+        let mut y = zeroed(x.len(), 0f32);
         if d == 0 {
             return Ok((CpuStorage::F32(y), l.shape().clone()));
         }
@@ -185,7 +185,7 @@ impl CustomOp2 for SoftmaxBackward {
         let d = l1.shape().dims().last().copied().unwrap_or(1);
         let y = contiguous(s1, l1, "softmax backward: input")?;
         let dy = contiguous(s2, l2, "softmax backward: input")?;
-        let mut dx = vec![0f32; y.len()];
+        let mut dx = zeroed(y.len(), 0f32);
         if d == 0 {
             return Ok((CpuStorage::F32(dx), l1.shape().clone()));
         }

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 use crate::fast_math::{exp, sum};
 use crate::matmul::{matmul_into, MatRef, Threads};
 
@@ -215,8 +215,8 @@ impl CustomOp1 for Attention {
         let (b, n, c3) = l.shape().dims3()?;
         let dims = HeadDims::new(b, n, c3, self.num_heads);
         let qkv = contiguous(s, l, "self_attention: qkv")?;
-        let mut y = vec![0f32; b * n * dims.c()];
-        let mut probs = vec![0f32; b * n * dims.probs_row()];
+        let mut y = zeroed(b * n * dims.c(), 0f32);
+        let mut probs = zeroed(b * n * dims.probs_row(), 0f32);
         if !y.is_empty() {
             let rows = dims.rows_per_task;
             y.par_chunks_mut(n * dims.c())
@@ -373,12 +373,12 @@ impl CustomOp2 for AttentionBackward<'_> {
         }
         let qkv = contiguous(s1, l1, "self_attention backward: qkv")?;
         let dy = contiguous(s2, l2, "self_attention backward: gradient")?;
-        let mut dqkv = vec![0f32; b * n * 3 * c];
+        let mut dqkv = zeroed(b * n * 3 * c, 0f32);
         if dqkv.is_empty() {
             return Ok((CpuStorage::F32(dqkv), l1.shape().clone()));
         }
         let (rows, pr) = (dims.rows_per_task, dims.probs_row());
-        let mut dlogits = vec![0f32; self.probs.len()];
+        let mut dlogits = zeroed(self.probs.len(), 0f32);
         // Two passes: dq of a query row needs only that row's dlogits, but dk and dv of a key
         // row sum over every query row, so they wait until all of dlogits is known.
         dqkv.par_chunks_mut(n * 3 * c)

@@ -16,7 +16,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 
 /// 2x2 / stride 2 average pool, ceil mode, padding not counted: `(B, C, H, W)` ->
 /// `(B, C, ceil(H/2), ceil(W/2))`.
@@ -65,7 +65,7 @@ impl CustomOp1 for AvgPool2x2 {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = contiguous(s, l, "avg_pool_2x2_ceil: input")?;
         let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
-        let mut y = vec![0f32; b * c * ho * wo];
+        let mut y = zeroed(b * c * ho * wo, 0f32);
         y.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
             .for_each(|(out, plane)| {
@@ -116,7 +116,7 @@ impl CustomOp1 for AvgPool2x2Backward {
             );
         }
         let g = contiguous(s, l, "avg_pool_2x2_ceil backward: gradient")?;
-        let mut dx = vec![0f32; b * c * h * w];
+        let mut dx = zeroed(b * c * h * w, 0f32);
         dx.par_chunks_mut(h * w)
             .zip(g.par_chunks(ho * wo))
             .for_each(|(plane, gp)| {

@@ -24,7 +24,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT};
 use candle_core::{Result, Shape, Tensor, Var};
 use candle_nn::{BatchNorm, VarBuilder};
@@ -250,7 +250,7 @@ impl CustomOp3 for BnTrain {
             contiguous(s2, l2, "batch norm: weight")?,
             contiguous(s3, l3, "batch norm: bias")?,
         );
-        let mut y = vec![0f32; x.len()];
+        let mut y = zeroed(x.len(), 0f32);
         y.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
             .enumerate()
@@ -389,7 +389,7 @@ impl CustomOp2 for BnBackwardInput<'_> {
         let x = contiguous(s1, l1, "batch norm: input")?;
         let dy = contiguous(s2, l2, "batch norm: gradient")?;
         let p = &self.sums;
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = zeroed(x.len(), 0f32);
         dx.par_chunks_mut(hw)
             .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
             .enumerate()

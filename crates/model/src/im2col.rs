@@ -25,7 +25,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::contiguous_as;
+use crate::cpu_slice::{contiguous_as, zeroed};
 use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape};
@@ -244,7 +244,7 @@ impl Conv2dGemm {
         let (ho, wo) = g.out_hw();
         let (rows, len) = (c * k * k, ho * wo);
         let wm = MatRef::row_major(weight, cout, rows);
-        let mut y = vec![T::zero(); b * cout * len];
+        let mut y = zeroed(b * cout * len, T::zero());
         let (per, threads) = sample_groups(b);
         y.par_chunks_mut(per * cout * len)
             .zip(x.par_chunks(per * c * h * w))
@@ -278,7 +278,7 @@ impl Conv2dGemm {
         let (ho, wo) = g.out_hw();
         let (rows, len) = (c * k * k, ho * wo);
         let wt = MatRef::row_major(weight, cout, rows).t();
-        let mut dx = vec![T::zero(); b * c * h * w];
+        let mut dx = zeroed(b * c * h * w, T::zero());
         let (per, threads) = sample_groups(b);
         // Each group of samples sums its own weight gradient; the groups' sums are added in
         // group order below, so the result does not depend on scheduling.

@@ -16,7 +16,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -81,7 +81,7 @@ impl CustomOp3 for LayerNormOp {
         let w = contiguous(s2, l2, "layer_norm: weight")?;
         let b = contiguous(s3, l3, "layer_norm: bias")?;
         let c = w.len();
-        let mut y = vec![0f32; x.len()];
+        let mut y = zeroed(x.len(), 0f32);
         if c == 0 {
             return Ok((CpuStorage::F32(y), l1.shape().clone()));
         }
@@ -134,7 +134,7 @@ impl CustomOp3 for InputGrad {
         let dy = contiguous(s2, l2, "layer_norm: gradient")?;
         let w = contiguous(s3, l3, "layer_norm: weight")?;
         let c = w.len();
-        let mut dx = vec![0f32; x.len()];
+        let mut dx = zeroed(x.len(), 0f32);
         if c == 0 || dy.len() != x.len() {
             candle_core::bail!("layer_norm backward: {:?} vs {:?}", l1.shape(), l2.shape());
         }
@@ -198,7 +198,7 @@ impl CustomOp2 for ParamGrads {
                 acc
             })
             .collect();
-        let mut out = vec![0f32; 2 * c];
+        let mut out = zeroed(2 * c, 0f32);
         for p in &partials {
             for (o, v) in out.iter_mut().zip(p) {
                 *o += v;

@@ -25,7 +25,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_core::{WithDType, D};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous_as;
+use crate::cpu_slice::{contiguous_as, zeroed};
 use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
 
 /// `x Wᵀ + b` for `x` `(.., in)` on the CPU (f32 or f64), with gradients for all three.
@@ -83,7 +83,7 @@ impl Dims {
 /// `(rows, out)` rows of `bias`, plus `x (rows, in) · wᵀ` (gemm's own threading).
 fn forward<T: GemmScalar>(x: &[T], w: &[T], bias: &[T], dims: Dims) -> Vec<T> {
     let Dims { rows, in_dim, out } = dims;
-    let mut y = vec![T::ZERO; rows * out];
+    let mut y = zeroed(rows * out, T::ZERO);
     if y.is_empty() {
         return y;
     }
@@ -127,7 +127,7 @@ fn column_sums<T: GemmScalar + WithDType>(dy: &[T], out: usize) -> Vec<T> {
 /// into one buffer.
 fn backward<T: GemmScalar + WithDType>(x: &[T], dy: &[T], w: &[T], dims: Dims) -> Vec<T> {
     let Dims { rows, in_dim, out } = dims;
-    let mut packed = vec![T::ZERO; rows * in_dim + out * in_dim + out];
+    let mut packed = zeroed(rows * in_dim + out * in_dim + out, T::ZERO);
     let (dx, rest) = packed.split_at_mut(rows * in_dim);
     let (dw, db) = rest.split_at_mut(out * in_dim);
     let x = MatRef::row_major(x, rows, in_dim);

@@ -16,7 +16,7 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -71,7 +71,7 @@ impl CustomOp1 for StemMaxPool {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = contiguous(s, l, "stem_max_pool: input")?;
         let (ho, wo) = (pooled_size(h), pooled_size(w));
-        let mut out = vec![0f32; b * c * ho * wo];
+        let mut out = zeroed(b * c * ho * wo, 0f32);
         out.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
             .for_each(|(o, plane)| {
@@ -128,7 +128,7 @@ impl CustomOp2 for StemMaxPoolBackward {
         }
         let x = contiguous(s1, l1, "stem_max_pool: input")?;
         let gy = contiguous(s2, l2, "stem_max_pool: gradient")?;
-        let mut gx = vec![0f32; b * c * h * w];
+        let mut gx = zeroed(b * c * h * w, 0f32);
         // One task per plane; each output's gradient goes to its window's first maximum. The
         // outputs are visited in row-major order, the order in which the CUDA kernel (one thread
         // per input element) sums them, so both give the same bits.

@@ -20,7 +20,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::contiguous;
+use crate::cpu_slice::{contiguous, zeroed};
 
 /// Elements per parallel task: large enough that the task overhead is small.
 const CHUNK: usize = 1 << 15;
@@ -53,7 +53,7 @@ impl CustomOp2 for AddRelu {
     ) -> Result<(CpuStorage, Shape)> {
         let a = contiguous(s1, l1, "add_relu: first input")?;
         let b = contiguous(s2, l2, "add_relu: second input")?;
-        let mut y = vec![0f32; a.len()];
+        let mut y = zeroed(a.len(), 0f32);
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(y, (a, b))| {
@@ -100,7 +100,7 @@ impl CustomOp2 for ReluMask {
                 l1.shape()
             );
         }
-        let mut d = vec![0f32; y.len()];
+        let mut d = zeroed(y.len(), 0f32);
         d.par_chunks_mut(CHUNK)
             .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
             .for_each(|(d, (y, g))| {
