@@ -31,6 +31,11 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape};
 use candle_core::{Storage, Tensor, WithDType};
 use rayon::prelude::*;
+use std::ops::Range;
+
+/// Column elements per tile (1 MiB of f32, about one core's L2 cache) and the fewest output
+/// positions per tile.
+const TILE: (usize, usize) = (1 << 18, 512);
 
 /// Output side `(n + 2p - k) / s + 1` of a convolution over a side `n`.
 pub fn conv_out_size(n: usize, k: usize, stride: usize, padding: usize) -> usize {
@@ -52,8 +57,14 @@ pub fn conv2d_im2col(x: &Tensor, weight: &Tensor, stride: usize, padding: usize)
         );
     }
     check(x.dtype(), h, w, k, stride, padding)?;
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, Conv2dGemm { stride, padding })
+    x.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        Conv2dGemm {
+            stride,
+            padding,
+            tile: TILE,
+        },
+    )
 }
 
 fn check(dtype: DType, h: usize, w: usize, k: usize, stride: usize, padding: usize) -> Result<()> {
@@ -108,18 +119,20 @@ impl Geometry {
         )
     }
 
-    /// Calls `f(oy, iy, ox_lo, ox_hi, ix_lo)` for every output row `oy` of tap `(ky, kx)` that
-    /// reads an input row `iy`; output columns `ox_lo..ox_hi` read input columns
+    /// Calls `f(oy, iy, ox_lo, ox_hi, ix_lo)` for every output row `oy` in `rows` of tap
+    /// `(ky, kx)` that reads an input row `iy`; output columns `ox_lo..ox_hi` read input columns
     /// `ix_lo + (ox - ox_lo) * stride`.
     fn for_each_row(
         &self,
         ky: usize,
         kx: usize,
+        rows: Range<usize>,
         mut f: impl FnMut(usize, usize, usize, usize, usize),
     ) {
         let (ho, wo) = self.out_hw();
         let p = self.padding as isize;
         let (oy_lo, oy_hi) = valid_range(ho, self.h, self.stride, ky as isize - p);
+        let (oy_lo, oy_hi) = (oy_lo.max(rows.start), oy_hi.min(rows.end));
         let (ox_lo, ox_hi) = valid_range(wo, self.w, self.stride, kx as isize - p);
         if ox_lo == ox_hi {
             return;
@@ -132,25 +145,29 @@ impl Geometry {
     }
 }
 
-/// Unfolds one sample `x (planes, H, W)` into `cols (planes * k * k, H' * W')`. `cols` is reused
-/// across samples of one geometry: the padding entries are zeroed when it grows and never
-/// written, so only the entries under the input are filled here.
-fn unfold_into<T: WithDType>(cols: &mut Vec<T>, x: &[T], planes: usize, g: Geometry) {
-    let (ho, wo) = g.out_hw();
-    let (l, kk) = (ho * wo, g.k * g.k);
-    if cols.len() != planes * kk * l {
-        cols.clear();
-        cols.resize(planes * kk * l, T::zero());
-    }
+/// Unfolds output rows `rows` of one sample `x (planes, H, W)` into
+/// `cols (planes * k * k, rows.len() * W')` (zero where a tap reads the padding).
+fn unfold_into<T: WithDType>(
+    cols: &mut Vec<T>,
+    x: &[T],
+    planes: usize,
+    g: Geometry,
+    rows: Range<usize>,
+) {
+    let (_, wo) = g.out_hw();
+    let (l, kk) = (rows.len() * wo, g.k * g.k);
+    cols.clear();
+    cols.resize(planes * kk * l, T::zero());
     // One task per plane: the k*k rows it fills are contiguous in `cols`.
     cols.par_chunks_mut(kk * l)
         .zip(x.par_chunks(g.h * g.w))
-        .for_each(|(rows, plane)| {
+        .for_each(|(taps, plane)| {
             for ky in 0..g.k {
                 for kx in 0..g.k {
-                    let row = &mut rows[(ky * g.k + kx) * l..][..l];
-                    g.for_each_row(ky, kx, |oy, iy, ox_lo, ox_hi, ix_lo| {
-                        let dst = &mut row[oy * wo + ox_lo..oy * wo + ox_hi];
+                    let row = &mut taps[(ky * g.k + kx) * l..][..l];
+                    g.for_each_row(ky, kx, rows.clone(), |oy, iy, ox_lo, ox_hi, ix_lo| {
+                        let o = (oy - rows.start) * wo;
+                        let dst = &mut row[o + ox_lo..o + ox_hi];
                         let src = &plane[iy * g.w + ix_lo..];
                         if g.stride == 1 {
                             dst.copy_from_slice(&src[..dst.len()]);
@@ -165,22 +182,29 @@ fn unfold_into<T: WithDType>(cols: &mut Vec<T>, x: &[T], planes: usize, g: Geome
         });
 }
 
-/// Folds one sample's column gradient `cols (planes * k * k, H' * W')` onto the zeroed input
-/// gradient `x (planes, H, W)`, overlapping windows summed.
-fn fold_into<T: WithDType>(x: &mut [T], cols: &[T], planes: usize, g: Geometry) {
-    let (ho, wo) = g.out_hw();
-    let (l, kk) = (ho * wo, g.k * g.k);
+/// Folds the column gradient of output rows `rows`, `cols (planes * k * k, rows.len() * W')`,
+/// onto one sample's input gradient `x (planes, H, W)`, overlapping windows summed.
+fn fold_into<T: WithDType>(
+    x: &mut [T],
+    cols: &[T],
+    planes: usize,
+    g: Geometry,
+    rows: Range<usize>,
+) {
+    let (_, wo) = g.out_hw();
+    let (l, kk) = (rows.len() * wo, g.k * g.k);
     debug_assert_eq!(cols.len(), planes * kk * l);
     // One task per plane, which alone receives its k*k rows: no write conflicts, and the sum
     // order is fixed (deterministic).
     x.par_chunks_mut(g.h * g.w)
         .zip(cols.par_chunks(kk * l))
-        .for_each(|(plane, rows)| {
+        .for_each(|(plane, taps)| {
             for ky in 0..g.k {
                 for kx in 0..g.k {
-                    let row = &rows[(ky * g.k + kx) * l..][..l];
-                    g.for_each_row(ky, kx, |oy, iy, ox_lo, ox_hi, ix_lo| {
-                        let src = &row[oy * wo + ox_lo..oy * wo + ox_hi];
+                    let row = &taps[(ky * g.k + kx) * l..][..l];
+                    g.for_each_row(ky, kx, rows.clone(), |oy, iy, ox_lo, ox_hi, ix_lo| {
+                        let o = (oy - rows.start) * wo;
+                        let src = &row[o + ox_lo..o + ox_hi];
                         let dst = &mut plane[iy * g.w + ix_lo..];
                         if g.stride == 1 {
                             for (d, s) in dst.iter_mut().zip(src) {
@@ -195,6 +219,24 @@ fn fold_into<T: WithDType>(x: &mut [T], cols: &[T], planes: usize, g: Geometry) 
                 }
             }
         });
+}
+
+/// Output rows per tile: columns of about `budget` elements (so a tile's columns stay in cache
+/// between the unfold and the products), but at least `min_len` output positions (narrower
+/// products run slower in gemm). Everything in one tile when the columns are small.
+fn tile_rows(g: Geometry, planes: usize, (budget, min_len): (usize, usize)) -> usize {
+    let (ho, wo) = g.out_hw();
+    let per_row = (planes * g.k * g.k * wo).max(1);
+    (budget / per_row)
+        .max(min_len.div_ceil(wo.max(1)))
+        .clamp(1, ho.max(1))
+}
+
+/// Splits `0..ho` into tiles of `step` rows.
+fn tiles(ho: usize, step: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..ho)
+        .step_by(step.max(1))
+        .map(move |r| r..(r + step).min(ho))
 }
 
 const CPU_ONLY: &str = "is CPU-only (Conv2d uses candle's conv2d on other devices)";
@@ -220,6 +262,9 @@ fn tensor_slice<T: WithDType>(
 struct Conv2dGemm {
     stride: usize,
     padding: usize,
+    /// Column elements per tile of output rows and the fewest output positions per tile
+    /// ([`TILE`]; smaller in tests).
+    tile: (usize, usize),
 }
 
 impl Conv2dGemm {
@@ -252,14 +297,19 @@ impl Conv2dGemm {
             .for_each(|(yg, xg)| {
                 let mut cols = Vec::new();
                 for (xs, ys) in xg.chunks(c * h * w).zip(yg.chunks_mut(cout * len)) {
-                    let cols = if g.pointwise() {
-                        xs
-                    } else {
-                        unfold_into(&mut cols, xs, c, g);
-                        &cols[..]
-                    };
-                    let cm = MatRef::row_major(cols, rows, len);
-                    matmul_into(ys, len, wm, cm, T::ONE, false, threads);
+                    if g.pointwise() {
+                        let cm = MatRef::row_major(xs, rows, len);
+                        matmul_into(ys, len, wm, cm, T::ONE, false, threads);
+                        continue;
+                    }
+                    // Tile by output rows: y[:, tile] = W cols(tile).
+                    for t in tiles(ho, tile_rows(g, c, self.tile)) {
+                        let lt = t.len() * wo;
+                        let off = t.start * wo;
+                        unfold_into(&mut cols, xs, c, g, t);
+                        let cm = MatRef::row_major(&cols, rows, lt);
+                        matmul_into(&mut ys[off..], len, wm, cm, T::ONE, false, threads);
+                    }
                 }
             });
         y
@@ -291,31 +341,34 @@ impl Conv2dGemm {
             .with_max_len(1)
             .map(|(dxg, (xg, gg))| {
                 let mut dw = vec![T::zero(); cout * rows];
-                let mut cols = Vec::new();
-                let mut dcols = vec![T::zero(); if g.pointwise() { 0 } else { rows * len }];
+                let (mut cols, mut dcols) = (Vec::new(), Vec::new());
                 for (i, ((xs, gs), dxs)) in xg
                     .chunks(c * h * w)
                     .zip(gg.chunks(cout * len))
                     .zip(dxg.chunks_mut(c * h * w))
                     .enumerate()
                 {
-                    let gm = MatRef::row_major(gs, cout, len);
-                    let cols = if g.pointwise() {
-                        xs
-                    } else {
-                        // Recomputed rather than kept from the forward: k*k times the input.
-                        unfold_into(&mut cols, xs, c, g);
-                        &cols[..]
-                    };
-                    // dW += dY colsᵀ: (Cout, L) x (L, rows).
-                    let ct = MatRef::row_major(cols, rows, len).t();
-                    matmul_into(&mut dw, rows, gm, ct, T::ONE, i > 0, threads);
-                    // dcols = Wᵀ dY: (rows, Cout) x (Cout, L), folded back onto the input.
                     if g.pointwise() {
+                        let gm = MatRef::row_major(gs, cout, len);
+                        // dW += dY xᵀ; dx = Wᵀ dY.
+                        let ct = MatRef::row_major(xs, rows, len).t();
+                        matmul_into(&mut dw, rows, gm, ct, T::ONE, i > 0, threads);
                         matmul_into(dxs, len, wt, gm, T::ONE, false, threads);
-                    } else {
-                        matmul_into(&mut dcols, len, wt, gm, T::ONE, false, threads);
-                        fold_into(dxs, &dcols, c, g);
+                        continue;
+                    }
+                    for (j, t) in tiles(ho, tile_rows(g, c, self.tile)).enumerate() {
+                        let lt = t.len() * wo;
+                        // dY[:, tile]: (Cout, lt) with the full row stride.
+                        let gm = MatRef::new(&gs[t.start * wo..], (cout, lt), (len, 1));
+                        // Recomputed rather than kept from the forward: k*k times the input.
+                        unfold_into(&mut cols, xs, c, g, t.clone());
+                        // dW += dY cols(tile)ᵀ: (Cout, lt) x (lt, rows).
+                        let ct = MatRef::row_major(&cols, rows, lt).t();
+                        matmul_into(&mut dw, rows, gm, ct, T::ONE, i > 0 || j > 0, threads);
+                        // dcols = Wᵀ dY[:, tile]: (rows, Cout) x (Cout, lt), folded onto x.
+                        dcols.resize(rows * lt, T::zero());
+                        matmul_into(&mut dcols, lt, wt, gm, T::ONE, false, threads);
+                        fold_into(dxs, &dcols, c, g, t);
                     }
                 }
                 dw
@@ -446,5 +499,48 @@ mod tests {
         assert_eq!(valid_range(3, 5, 2, 1), (0, 2));
         // Nothing valid.
         assert_eq!(valid_range(2, 1, 1, 3), (0, 0));
+    }
+
+    #[test]
+    fn tiles_of_output_rows_give_the_same_output_and_gradients() {
+        use candle_core::{Device, Var};
+        let dev = Device::Cpu;
+        for (k, stride, padding) in [(3, 1, 1), (3, 2, 1), (7, 2, 3)] {
+            let x =
+                Var::from_tensor(&Tensor::randn(0f32, 1., (3, 3, 11, 9), &dev).unwrap()).unwrap();
+            let w =
+                Var::from_tensor(&Tensor::randn(0f32, 1., (4, 3, k, k), &dev).unwrap()).unwrap();
+            let run = |tile| {
+                let op = Conv2dGemm {
+                    stride,
+                    padding,
+                    tile,
+                };
+                let y = x.as_tensor().apply_op2(w.as_tensor(), op).unwrap();
+                let r = Tensor::arange(0f32, y.elem_count() as f32, &dev)
+                    .unwrap()
+                    .sin()
+                    .unwrap()
+                    .reshape(y.dims())
+                    .unwrap();
+                let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                [
+                    flat(&y),
+                    flat(g.get(x.as_tensor()).unwrap()),
+                    flat(g.get(w.as_tensor()).unwrap()),
+                ]
+            };
+            // One output row per tile vs the whole output at once.
+            let (tiled, whole) = (run((1, 1)), run((usize::MAX, 1)));
+            for (a, b) in tiled.iter().zip(&whole) {
+                for (u, v) in a.iter().zip(b) {
+                    assert!(
+                        (u - v).abs() <= 1e-4 * (1. + v.abs()),
+                        "k{k} s{stride}: {u} vs {v}"
+                    );
+                }
+            }
+        }
     }
 }
