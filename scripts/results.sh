@@ -5,8 +5,9 @@
 # Usage:  scripts/results.sh [SEEDS] [extra --set options, e.g. run.epochs=6]
 #         scripts/results.sh table [SEEDS]     # only rewrite RESULTS.md from the runs already there
 # Seeds are the outer loop, so an interrupted run still has every row at the first seeds; a run
-# whose report.json exists is not run again. Time: about 60 min on an idle 2-core machine for
-# 7 rows x 3 seeds (spmix-like rows ~3.5 min each, ce ~1.3 min); all runs share the prepared split.
+# whose report.json exists is not run again. Time on an idle 2-core machine for 7 rows x 3 seeds:
+# about 20-25 min (a spmix run ~1 min since the model's CPU speed work; it was ~3.5 min, the whole
+# table ~60 min, before it); all runs share the prepared split.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=runs/results
