@@ -38,3 +38,37 @@ pub(crate) fn zeroed<T: Copy + Send + Sync>(n: usize, zero: T) -> Vec<T> {
     v.par_extend(rayon::iter::repeat_n(zero, n));
     v
 }
+
+/// The contiguous elements of `N` storages that share one float dtype.
+pub(crate) enum FloatSlices<'a, const N: usize> {
+    F32([&'a [f32]; N]),
+    F64([&'a [f64]; N]),
+}
+
+/// `args`: `(storage, layout, name)`, the name saying op and argument for errors (e.g.
+/// "linear: input"). All f32 or all f64, each contiguous, or an error naming them.
+pub(crate) fn float_slices<'a, const N: usize>(
+    args: [(&'a CpuStorage, &Layout, &str); N],
+) -> Result<FloatSlices<'a, N>> {
+    use candle_core::backend::BackendStorage;
+    let all = |dtype| args.iter().all(|(s, _, _)| s.dtype() == dtype);
+    if all(candle_core::DType::F32) {
+        let mut out = [&[][..]; N];
+        for (o, (s, l, what)) in out.iter_mut().zip(args) {
+            *o = contiguous_as(s, l, what)?;
+        }
+        Ok(FloatSlices::F32(out))
+    } else if all(candle_core::DType::F64) {
+        let mut out = [&[][..]; N];
+        for (o, (s, l, what)) in out.iter_mut().zip(args) {
+            *o = contiguous_as(s, l, what)?;
+        }
+        Ok(FloatSlices::F64(out))
+    } else {
+        let got: Vec<String> = args
+            .iter()
+            .map(|(s, _, what)| format!("{what} {:?}", s.dtype()))
+            .collect();
+        candle_core::bail!("{}: must be all f32 or all f64", got.join(", "))
+    }
+}

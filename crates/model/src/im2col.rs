@@ -25,9 +25,8 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::{contiguous_as, zeroed};
+use crate::cpu_slice::{float_slices, zeroed, FloatSlices};
 use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape};
 use candle_core::{Storage, Tensor, WithDType};
 use rayon::prelude::*;
@@ -241,18 +240,6 @@ fn tiles(ho: usize, step: usize) -> impl Iterator<Item = Range<usize>> {
 
 const CPU_ONLY: &str = "is CPU-only (Conv2d uses candle's conv2d on other devices)";
 
-/// The elements of a contiguous CPU tensor.
-fn tensor_slice<T: WithDType>(
-    t: &Tensor,
-    f: impl FnOnce(&[T]) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("conv2d_im2col: CPU tensor expected");
-    };
-    f(contiguous_as::<T>(cpu, layout, "conv2d_im2col: input")?)
-}
-
 /// The convolution: args `(x, weight)`, output `(B, Cout, H', W')`.
 ///
 /// One sample at a time: its columns `(Cin * k * k, H' * W')` are unfolded into a buffer reused
@@ -414,24 +401,12 @@ impl CustomOp2 for Conv2dGemm {
         let (cout, _, k, _) = l2.shape().dims4()?;
         let (b, _, h, w) = dims;
         let (ho, wo) = self.geometry(h, w, k).out_hw();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.forward(
-                contiguous_as(s1, l1, "conv input: input")?,
-                dims,
-                contiguous_as(s2, l2, "conv weight: input")?,
-                (cout, k),
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.forward(
-                contiguous_as(s1, l1, "conv input: input")?,
-                dims,
-                contiguous_as(s2, l2, "conv weight: input")?,
-                (cout, k),
-            )),
-            _ => candle_core::bail!(
-                "conv2d_im2col: f32 or f64 input and weight required, got {:?} and {:?}",
-                s1.dtype(),
-                s2.dtype()
-            ),
+        let out = match float_slices([
+            (s1, l1, "conv2d_im2col: input"),
+            (s2, l2, "conv2d_im2col: weight"),
+        ])? {
+            FloatSlices::F32([x, wt]) => CpuStorage::F32(self.forward(x, dims, wt, (cout, k))),
+            FloatSlices::F64([x, wt]) => CpuStorage::F64(self.forward(x, dims, wt, (cout, k))),
         };
         Ok((out, Shape::from((b, cout, ho, wo))))
     }
@@ -456,30 +431,33 @@ impl CustomOp2 for Conv2dGemm {
         let dims = x.dims4()?;
         let (cout, c, k, _) = weight.dims4()?;
         let grad = grad.contiguous()?;
-        fn run<T: WithDType + GemmScalar>(
-            op: &Conv2dGemm,
-            x: &Tensor,
-            weight: &Tensor,
-            grad: &Tensor,
-            dims: (usize, usize, usize, usize),
-            (cout, c, k): (usize, usize, usize),
-        ) -> Result<(Tensor, Tensor)> {
-            let mut dw = None;
-            let dx = tensor_slice::<T>(x, |xs| {
-                tensor_slice::<T>(weight, |ws| {
-                    tensor_slice::<T>(grad, |gs| {
-                        let (dx, dwv) = op.backward(xs, dims, ws, (cout, k), gs);
-                        dw = Some(Tensor::from_vec(dwv, (cout, c, k, k), x.device())?);
-                        Tensor::from_vec(dx, dims, x.device())
-                    })
-                })
-            })?;
-            Ok((dx, dw.expect("set with dx")))
-        }
-        let (dx, dw) = match x.dtype() {
-            DType::F32 => run::<f32>(self, x, weight, &grad, dims, (cout, c, k))?,
-            DType::F64 => run::<f64>(self, x, weight, &grad, dims, (cout, c, k))?,
-            dt => candle_core::bail!("conv2d_im2col: f32 or f64 required, got {dt:?}"),
+        let (xg, xl) = x.storage_and_layout();
+        let (wg, wl) = weight.storage_and_layout();
+        let (gg, gl) = grad.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ws), Storage::Cpu(gs)) = (&*xg, &*wg, &*gg) else {
+            candle_core::bail!("conv2d_im2col {CPU_ONLY}");
+        };
+        let dev = x.device();
+        let wdims = (cout, c, k, k);
+        let (dx, dw) = match float_slices([
+            (xs, xl, "conv2d_im2col backward: input"),
+            (ws, wl, "conv2d_im2col backward: weight"),
+            (gs, gl, "conv2d_im2col backward: gradient"),
+        ])? {
+            FloatSlices::F32([x, wt, g]) => {
+                let (dx, dw) = self.backward(x, dims, wt, (cout, k), g);
+                (
+                    Tensor::from_vec(dx, dims, dev)?,
+                    Tensor::from_vec(dw, wdims, dev)?,
+                )
+            }
+            FloatSlices::F64([x, wt, g]) => {
+                let (dx, dw) = self.backward(x, dims, wt, (cout, k), g);
+                (
+                    Tensor::from_vec(dx, dims, dev)?,
+                    Tensor::from_vec(dw, wdims, dev)?,
+                )
+            }
         };
         Ok((Some(dx), Some(dw)))
     }

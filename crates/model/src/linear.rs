@@ -20,12 +20,11 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_core::{WithDType, D};
 use rayon::prelude::*;
 
-use crate::cpu_slice::{contiguous_as, zeroed};
+use crate::cpu_slice::{float_slices, zeroed, FloatSlices};
 use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
 
 /// `x Wᵀ + b` for `x` `(.., in)` on the CPU (f32 or f64), with gradients for all three.
@@ -141,44 +140,6 @@ fn backward<T: GemmScalar + WithDType>(x: &[T], dy: &[T], w: &[T], dims: Dims) -
     packed
 }
 
-/// Three storages' elements, all f32 or all f64.
-enum Slices3<'a> {
-    F32([&'a [f32]; 3]),
-    F64([&'a [f64]; 3]),
-}
-
-/// The contiguous elements of three storages, which must share one dtype, f32 or f64; `op` and
-/// `names` name them in errors ("linear: input must be contiguous").
-fn slices3<'a>(
-    op: &str,
-    args: [(&'a CpuStorage, &Layout); 3],
-    names: [&str; 3],
-) -> Result<Slices3<'a>> {
-    let [(s1, l1), (s2, l2), (s3, l3)] = args;
-    let what = |i: usize| format!("{op}: {}", names[i]);
-    Ok(match (s1, s2, s3) {
-        (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => Slices3::F32([
-            contiguous_as(s1, l1, &what(0))?,
-            contiguous_as(s2, l2, &what(1))?,
-            contiguous_as(s3, l3, &what(2))?,
-        ]),
-        (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => Slices3::F64([
-            contiguous_as(s1, l1, &what(0))?,
-            contiguous_as(s2, l2, &what(1))?,
-            contiguous_as(s3, l3, &what(2))?,
-        ]),
-        _ => candle_core::bail!(
-            "{op}: {} {:?}, {} {:?} and {} {:?} must be f32 or f64 alike",
-            names[0],
-            s1.dtype(),
-            names[1],
-            s2.dtype(),
-            names[2],
-            s3.dtype()
-        ),
-    })
-}
-
 /// Args `(x, weight, bias)` -> `x Wᵀ + b` shaped `(.., out)`.
 struct Linear;
 
@@ -197,10 +158,13 @@ impl CustomOp3 for Linear {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = Dims::new(l1, l2)?;
-        let names = ["input", "weight", "bias"];
-        let y = match slices3("linear", [(s1, l1), (s2, l2), (s3, l3)], names)? {
-            Slices3::F32([x, w, b]) => CpuStorage::F32(forward(x, w, b, dims)),
-            Slices3::F64([x, w, b]) => CpuStorage::F64(forward(x, w, b, dims)),
+        let y = match float_slices([
+            (s1, l1, "linear: input"),
+            (s2, l2, "linear: weight"),
+            (s3, l3, "linear: bias"),
+        ])? {
+            FloatSlices::F32([x, w, b]) => CpuStorage::F32(forward(x, w, b, dims)),
+            FloatSlices::F64([x, w, b]) => CpuStorage::F64(forward(x, w, b, dims)),
         };
         Ok((y, Shape::from(Dims::out_shape(l1, dims.out))))
     }
@@ -253,10 +217,13 @@ impl CustomOp3 for LinearBackward {
                 l3.shape()
             );
         }
-        let names = ["input", "gradient", "weight"];
-        let packed = match slices3("linear backward", [(s1, l1), (s2, l2), (s3, l3)], names)? {
-            Slices3::F32([x, dy, w]) => CpuStorage::F32(backward(x, dy, w, dims)),
-            Slices3::F64([x, dy, w]) => CpuStorage::F64(backward(x, dy, w, dims)),
+        let packed = match float_slices([
+            (s1, l1, "linear backward: input"),
+            (s2, l2, "linear backward: gradient"),
+            (s3, l3, "linear backward: weight"),
+        ])? {
+            FloatSlices::F32([x, dy, w]) => CpuStorage::F32(backward(x, dy, w, dims)),
+            FloatSlices::F64([x, dy, w]) => CpuStorage::F64(backward(x, dy, w, dims)),
         };
         Ok((packed, Shape::from(rows * in_dim + out * in_dim + out)))
     }
