@@ -30,7 +30,7 @@ use candle_core::{Result, Shape, Tensor, Var};
 use candle_nn::{BatchNorm, VarBuilder};
 use rayon::prelude::*;
 
-use crate::layers::batch_norm;
+use crate::layers::{batch_norm, batch_norm_with_weight};
 
 /// Affine BatchNorm over dim 1 of `(B, C, H, W)`; names `weight`, `bias`, `running_mean`,
 /// `running_var` under its VarBuilder prefix.
@@ -47,7 +47,16 @@ impl BatchNorm2d {
     /// Builds `weight` (ones), `bias` (zeros), `running_mean` (zeros), `running_var` (ones),
     /// each `(num_features,)`.
     pub fn new(num_features: usize, vb: VarBuilder) -> Result<Self> {
-        let inner = batch_norm(num_features, true, vb)?;
+        Self::from_inner(batch_norm(num_features, true, vb)?)
+    }
+
+    /// Like [`Self::new`] with the weight at zero: the last BatchNorm of a bottleneck (timm's
+    /// `zero_init_last`, so every residual block starts as its shortcut).
+    pub fn new_zero_weight(num_features: usize, vb: VarBuilder) -> Result<Self> {
+        Self::from_inner(batch_norm_with_weight(num_features, 0.0, vb)?)
+    }
+
+    fn from_inner(inner: BatchNorm) -> Result<Self> {
         // `Var::from_tensor` of a variable shares its storage: updates land in the VarMap.
         let running_mean = Var::from_tensor(inner.running_mean())?;
         let running_var = Var::from_tensor(inner.running_var())?;

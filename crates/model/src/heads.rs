@@ -9,13 +9,7 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
 
-use crate::layers::{batch_norm, Linear};
-
-fn default_linear_init(fan_in: usize) -> Init {
-    // PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-    let b = 1.0 / (fan_in as f64).sqrt();
-    Init::Uniform { lo: -b, up: b }
-}
+use crate::layers::{batch_norm, pytorch_default_init, Linear};
 
 /// MLP head of Linear/BatchNorm1d/ReLU layers: `(B, dims[0])` -> `(B, dims[last])`.
 #[derive(Debug, Clone)]
@@ -36,7 +30,7 @@ impl MlpHead {
                     dims[i],
                     dims[i + 1],
                     false,
-                    default_linear_init(dims[i]),
+                    pytorch_default_init(dims[i]),
                     vb.pp(3 * i),
                 )?;
                 let bn = batch_norm(dims[i + 1], i + 1 < n, vb.pp(3 * i + 1))?;

@@ -15,6 +15,13 @@ use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
 
 use crate::im2col::conv2d_im2col;
 
+/// PyTorch's default init of `nn.Linear` and `nn.Conv2d` weights (and biases):
+/// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, `fan_in` = inputs per output (`cin k k` for a conv).
+pub fn pytorch_default_init(fan_in: usize) -> Init {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    Init::Uniform { lo: -b, up: b }
+}
+
 /// Fully connected layer `y = x W^T + b`: input `(.., in)`, output `(.., out)`.
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -126,24 +133,29 @@ impl Conv2d {
         vb: VarBuilder,
     ) -> Result<Self> {
         let std = (2.0 / (cout * k * k) as f64).sqrt();
-        let weight = vb.get_with_hints(
-            (cout, cin, k, k),
-            "weight",
-            Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        )?;
+        let init = Init::Randn {
+            mean: 0.0,
+            stdev: std,
+        };
+        Self::with_weight_init(cin, cout, k, stride, padding, bias, init, vb)
+    }
+
+    /// Builds `weight` `(cout, cin, k, k)` drawn from `weight_init`; a bias (when asked for) is
+    /// PyTorch's default `U(+-1/sqrt(cin k k))`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_weight_init(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+        weight_init: Init,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints((cout, cin, k, k), "weight", weight_init)?;
         let bias = if bias {
-            let bound = 1.0 / ((cin * k * k) as f64).sqrt();
-            Some(vb.get_with_hints(
-                cout,
-                "bias",
-                Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            )?)
+            Some(vb.get_with_hints(cout, "bias", pytorch_default_init(cin * k * k))?)
         } else {
             None
         };
@@ -209,6 +221,21 @@ pub fn batch_norm(num_features: usize, affine: bool, vb: VarBuilder) -> Result<B
         momentum: 0.1,
     };
     candle_nn::batch_norm(num_features, cfg, vb)
+}
+
+/// An affine BatchNorm (eps 1e-5, momentum 0.1) whose weight starts at `weight` instead of 1:
+/// timm's ResNet zero-initialises the last BatchNorm of each bottleneck (`zero_init_last`), so
+/// that every residual block starts as its shortcut.
+pub fn batch_norm_with_weight(
+    num_features: usize,
+    weight: f64,
+    vb: VarBuilder,
+) -> Result<BatchNorm> {
+    let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
+    let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
+    let w = vb.get_with_hints(num_features, "weight", Init::Const(weight))?;
+    let b = vb.get_with_hints(num_features, "bias", Init::Const(0.0))?;
+    BatchNorm::new(num_features, running_mean, running_var, w, b, 1e-5)
 }
 
 /// True for the names of BatchNorm running statistics (kept in the VarMap, never trained).

@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Module, ModuleT, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Module, ModuleT, Tensor, Var};
+use candle_nn::VarMap;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::heads::{classifier, MlpHead};
+use crate::init::InitLaws;
 use crate::layers::{is_running_stat, Linear};
 use crate::loading::{self, LoadOptions, LoadReport};
 use crate::vit::HybridVit;
@@ -31,6 +32,8 @@ pub struct QueryNetwork {
     predictor: MlpHead,
     classifier: Linear,
     cfg: ModelConfig,
+    /// The law each variable was drawn from at construction (see [`crate::init`]).
+    init_laws: InitLaws,
 }
 
 impl QueryNetwork {
@@ -38,7 +41,7 @@ impl QueryNetwork {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let (vb, laws) = crate::init::recording_builder(&varmap, device);
         let encoder = HybridVit::new(cfg, vb.clone())?;
         let projector = MlpHead::projector(
             cfg.embed_dim,
@@ -48,7 +51,9 @@ impl QueryNetwork {
         )?;
         let predictor = MlpHead::predictor(cfg.proj_dim, cfg.proj_hidden, vb.pp("predictor"))?;
         let classifier = classifier(cfg.embed_dim, cfg.num_classes, vb.pp("head"))?;
+        let init_laws = laws.lock().expect("init-law table poisoned").clone();
         Ok(Self {
+            init_laws,
             varmap,
             encoder,
             projector,
@@ -56,6 +61,11 @@ impl QueryNetwork {
             classifier,
             cfg: cfg.clone(),
         })
+    }
+
+    /// Every variable's initial-value law, by name (running statistics included, as constants).
+    pub fn init_laws(&self) -> &InitLaws {
+        &self.init_laws
     }
 
     /// The config.

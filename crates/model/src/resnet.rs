@@ -57,9 +57,15 @@ impl Bottleneck {
     fn new(inplanes: usize, planes: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
         let out = 4 * planes;
         let cb = |cin, cout, k, s, p, i: usize| -> Result<ConvBn> {
+            let bn_vb = vb.pp(format!("bn{i}"));
             Ok(ConvBn {
                 conv: Conv2d::new(cin, cout, k, s, p, false, vb.pp(format!("conv{i}")))?,
-                bn: BatchNorm2d::new(cout, vb.pp(format!("bn{i}")))?,
+                // timm's zero_init_last: the block starts as its shortcut.
+                bn: if i == 3 {
+                    BatchNorm2d::new_zero_weight(cout, bn_vb)?
+                } else {
+                    BatchNorm2d::new(cout, bn_vb)?
+                },
             })
         };
         let downsample = if stride != 1 || inplanes != out {

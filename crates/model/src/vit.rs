@@ -17,7 +17,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::activation::{gelu_erf, softmax_last_dim};
 use crate::attention::self_attention;
 use crate::config::ModelConfig;
-use crate::layers::{Conv2d, LayerNorm, Linear};
+use crate::layers::{pytorch_default_init, Conv2d, LayerNorm, Linear};
 use crate::resnet::ResNetTrunk;
 
 /// timm's LayerNorm eps for ViTs.
@@ -162,13 +162,15 @@ impl HybridVit {
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let pe = vb.pp("patch_embed");
         let trunk = ResNetTrunk::new(cfg, pe.pp("backbone"))?;
-        let proj = Conv2d::new(
+        // timm's HybridEmbed keeps PyTorch's default conv init for its projection.
+        let proj = Conv2d::with_weight_init(
             cfg.trunk_out_channels(),
             cfg.embed_dim,
             1,
             1,
             0,
             true,
+            pytorch_default_init(cfg.trunk_out_channels()),
             pe.pp("proj"),
         )?;
         let d = cfg.embed_dim;

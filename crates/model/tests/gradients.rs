@@ -13,6 +13,13 @@ fn one_backward_pass_reaches_every_trainable_variable() {
     let cfg = ModelConfig::from_toml_file(fixture("tiny.toml")).unwrap();
     let dev = Device::Cpu;
     let net = QueryNetwork::new(&cfg, &dev).unwrap();
+    // timm's zero_init_last starts every bottleneck's last BatchNorm at 0, which stops the
+    // gradient into the residual branches: give them a weight so every path is exercised.
+    for (name, var) in net.trainable_vars() {
+        if name.ends_with("bn3.weight") {
+            var.set(&var.ones_like().unwrap()).unwrap();
+        }
+    }
     let images = Tensor::randn(0f32, 1., (3, 3, 40, 40), &dev).unwrap();
     let tokens = net.encoder().embed_t(&images, true).unwrap();
     let features = net.encoder().encode(&tokens).unwrap();
@@ -173,4 +180,36 @@ fn stem_max_pool_gradient_matches_finite_differences() {
         );
     }
     assert!(g.iter().any(|&v| v != 0.0));
+}
+
+/// The network's own initial weights follow timm: each bottleneck's last BatchNorm weight is 0
+/// (`zero_init_last`) and the token projection is PyTorch's default conv init; every variable's
+/// law is recorded, so a caller that re-draws the weights never has to guess.
+#[test]
+fn initial_weights_follow_timm_and_every_variable_has_a_law() {
+    let cfg = ModelConfig::from_toml_file(fixture("tiny.toml")).unwrap();
+    let net = QueryNetwork::new(&cfg, &Device::Cpu).unwrap();
+    let laws = net.init_laws();
+    let vars = net.trainable_vars();
+    for (name, _) in &vars {
+        assert!(laws.contains_key(name), "{name} has no recorded law");
+    }
+    let mut zero_init = 0;
+    for (name, var) in &vars {
+        if name.ends_with("bn3.weight") {
+            let v: Vec<f32> = var.as_tensor().to_vec1().unwrap();
+            assert!(v.iter().all(|&x| x == 0.0), "{name} is not zero");
+            assert!(matches!(laws[name], candle_nn::Init::Const(c) if c == 0.0));
+            zero_init += 1;
+        }
+    }
+    assert_eq!(zero_init, cfg.trunk_layers.iter().sum::<usize>());
+    let fan_in = cfg.trunk_out_channels() as f64;
+    let bound = 1.0 / fan_in.sqrt();
+    match laws["patch_embed.proj.weight"] {
+        candle_nn::Init::Uniform { lo, up } => {
+            assert!((lo + bound).abs() < 1e-12 && (up - bound).abs() < 1e-12)
+        }
+        other => panic!("patch_embed.proj.weight drawn from {other:?}"),
+    }
 }

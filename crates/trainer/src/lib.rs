@@ -5,10 +5,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod evaluate;
+pub mod init;
 pub mod methods;
 pub mod metrics;
 pub mod plots;
 pub mod report;
 pub mod run_dir;
 pub mod schedule;
+pub mod step_trace;
 pub mod train;

@@ -20,7 +20,6 @@ use dataset::data_set::DataSet;
 use dataset::loader::{BaselineSampler, Loader, LoaderConfig, LoaderMode};
 use dataset::sampler::derive_seed;
 use model::{LoadOptions, MomentumKeyNetwork, QueryNetwork};
-use rand::{Rng, SeedableRng};
 use supcon::{LabelledQueue, PacoLoss, QueueInit};
 
 use crate::checkpoint::{self, Action, EpochRow, KeepPolicy, TrainState};
@@ -31,7 +30,6 @@ use crate::metrics::EvalMetrics;
 use crate::run_dir;
 use crate::schedule::{clip_grad_norm, AdamW, AdamWParams, LrSchedule};
 
-const TAG_INIT: u64 = 0x494e_4954;
 const TAG_QUEUE: u64 = 0x5155_4555;
 
 /// Opens the configured device (`cpu` or `cuda:N`).
@@ -143,87 +141,6 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
     Ok(())
 }
 
-/// The law a variable of the query network is drawn from at construction, mirroring the model
-/// crate's initialisers (by name and shape): `Normal(std)` or `Uniform(-b, b)`. `None` for
-/// constants (norm weights, zero biases).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum InitLaw {
-    Normal(f64),
-    Uniform(f64),
-}
-
-/// See [`InitLaw`]; `shapes` gives every variable's shape (a conv bias's law depends on its weight).
-pub fn init_law(
-    name: &str,
-    dims: &[usize],
-    shapes: &HashMap<String, Vec<usize>>,
-) -> Option<InitLaw> {
-    if name.ends_with("cls_token") {
-        return Some(InitLaw::Normal(1e-6));
-    }
-    if name.ends_with("pos_embed") {
-        return Some(InitLaw::Normal(0.02));
-    }
-    match dims {
-        // Conv: Kaiming normal, fan-out (timm's ResNet).
-        [cout, _, kh, kw] => Some(InitLaw::Normal((2.0 / (cout * kh * kw) as f64).sqrt())),
-        // Projector/predictor: PyTorch's default Linear; ViT blocks and classifier: N(0, 0.02).
-        [_, fan_in] if name.starts_with("projector.") || name.starts_with("predictor.") => {
-            Some(InitLaw::Uniform(1.0 / (*fan_in as f64).sqrt()))
-        }
-        [_, _] => Some(InitLaw::Normal(0.02)),
-        [_] if name.ends_with(".bias") => {
-            // A conv bias is U(+-1/sqrt(fan_in)); linear biases start at zero.
-            match shapes
-                .get(&name.replace(".bias", ".weight"))
-                .map(|v| v.as_slice())
-            {
-                Some([_, cin, kh, kw]) => {
-                    Some(InitLaw::Uniform(1.0 / ((cin * kh * kw) as f64).sqrt()))
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// Re-draws every randomly initialised trainable variable from its [`InitLaw`] with a generator
-/// seeded by `(seed, name)`: candle's CPU generator cannot be seeded, and "same seed, same run"
-/// (and so an exact resume) needs the same start.
-pub fn seeded_init(query: &QueryNetwork, seed: u64) -> Result<()> {
-    let vars = query.trainable_vars();
-    let shapes: HashMap<String, Vec<usize>> = vars
-        .iter()
-        .map(|(n, v)| (n.clone(), v.dims().to_vec()))
-        .collect();
-    for (name, var) in vars {
-        let Some(law) = init_law(&name, var.dims(), &shapes) else {
-            continue;
-        };
-        let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        let mut rng =
-            rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(&[seed, TAG_INIT, name_hash]));
-        let n = var.elem_count();
-        let draws: Vec<f32> = (0..n)
-            .map(|_| match law {
-                InitLaw::Normal(std) => {
-                    // Box-Muller: two uniforms, one in (0, 1], -> one standard normal.
-                    let u1: f64 = 1.0 - rng.random::<f64>();
-                    let u2: f64 = rng.random::<f64>();
-                    (std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-                }
-                InitLaw::Uniform(b) => (b * (2.0 * rng.random::<f64>() - 1.0)) as f32,
-            })
-            .collect();
-        let t = Tensor::from_vec(draws, var.shape(), var.device())?.to_dtype(var.dtype())?;
-        var.set(&t)?;
-    }
-    Ok(())
-}
-
 /// How [`Trainer::fit`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -245,6 +162,8 @@ pub struct Trainer {
     key: Option<MomentumKeyNetwork>,
     queue: Option<LabelledQueue>,
     paco: Option<PacoLoss>,
+    /// `log(prior + 1e-9)` of the PaCo logit adjustment (empty without PaCo).
+    log_prior: Vec<f64>,
     vars: Vec<(String, Var)>,
     opt: AdamW,
     state: TrainState,
@@ -257,7 +176,35 @@ pub struct Trainer {
     pub halt_at_step: Option<u64>,
     /// Show progress bars.
     pub progress: bool,
+    /// Called after every optimiser step (and the queue update) with what the step did: the
+    /// hook of the step-parity traces ([`crate::step_trace`]).
+    pub observer: Option<StepObserver>,
 }
+
+/// What one optimiser step did.
+pub struct StepRecord<'a> {
+    /// 0-based epoch and step within it.
+    pub epoch: usize,
+    pub step: usize,
+    /// 0-based optimiser step over the run (before this step's increment).
+    pub global_step: u64,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// The loss the gradients came from.
+    pub loss: f64,
+    /// Global l2 norm of all gradients before clipping.
+    pub grad_norm: f64,
+    /// The loader's batches (images after augmentation, labels, indices).
+    pub batch: &'a dataset::loader::LoadedStep,
+    /// SPMix's mixing ratios of the step.
+    pub ratios: Option<&'a methods::MixRatios>,
+    /// The step's gradients (after any clipping) of the query network's `vars`.
+    pub grads: &'a candle_core::backprop::GradStore,
+    pub vars: &'a [(String, Var)],
+}
+
+/// A per-step callback, see [`Trainer::observer`].
+pub type StepObserver = Box<dyn FnMut(&StepRecord) -> Result<()> + Send>;
 
 fn is_contrastive(m: MethodName) -> bool {
     matches!(m, MethodName::Paco | MethodName::Spmix)
@@ -331,7 +278,7 @@ impl Trainer {
             );
         }
         let query = QueryNetwork::new(&cfg.model, &device)?;
-        seeded_init(&query, cfg.run.seed)?;
+        crate::init::seeded_init(&query, cfg.run.seed)?;
         if !cfg.run.pretrained.as_os_str().is_empty() {
             let p = &cfg.run.pretrained;
             let r = query
@@ -347,7 +294,7 @@ impl Trainer {
         } else {
             None
         };
-        let (queue, paco) = if contrastive {
+        let (queue, paco, log_prior) = if contrastive {
             let q = LabelledQueue::new(
                 cfg.loss.queue_size,
                 cfg.model.proj_dim,
@@ -360,11 +307,11 @@ impl Trainer {
                 .loss
                 .prior_distribution(&cfg.method, &cfg.mix, &train.class_counts());
             let log_prior: Vec<f64> = prior.iter().map(|p| (p + 1e-9).ln()).collect();
-            let log_prior = Tensor::from_vec(log_prior, (1, prior.len()), &device)?;
-            let p = PacoLoss::with_log_prior(cfg.loss.paco(), &log_prior)?;
-            (Some(q), Some(p))
+            let t = Tensor::from_vec(log_prior.clone(), (1, prior.len()), &device)?;
+            let p = PacoLoss::with_log_prior(cfg.loss.paco(), &t)?;
+            (Some(q), Some(p), log_prior)
         } else {
-            (None, None)
+            (None, None, Vec::new())
         };
         let vars = query.trainable_vars();
         let opt = AdamW::new(
@@ -405,6 +352,7 @@ impl Trainer {
             key,
             queue,
             paco,
+            log_prior,
             vars,
             opt,
             state: TrainState::start(),
@@ -414,12 +362,23 @@ impl Trainer {
             stop,
             halt_at_step: None,
             progress: true,
+            observer: None,
         })
     }
 
     /// The query network.
     pub fn query(&self) -> &QueryNetwork {
         &self.query
+    }
+
+    /// Optimiser steps per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.loader.steps_per_epoch()
+    }
+
+    /// `log(prior + 1e-9)` `(C,)` that PaCo adds to the centre logits (empty without PaCo).
+    pub fn log_prior(&self) -> &[f64] {
+        &self.log_prior
     }
 
     /// The training state (epoch, step, history).
@@ -551,19 +510,35 @@ impl Trainer {
                     );
                 }
                 let mut grads = out.loss.backward()?;
-                if self.cfg.optim.grad_clip > 0.0 {
-                    let norm = clip_grad_norm(&mut grads, &self.vars, self.cfg.optim.grad_clip)?;
-                    if !norm.is_finite() {
+                // The norm is needed for clipping and for tracing; otherwise it is not computed.
+                let mut grad_norm = f64::NAN;
+                if self.cfg.optim.grad_clip > 0.0 || self.observer.is_some() {
+                    grad_norm = clip_grad_norm(&mut grads, &self.vars, self.cfg.optim.grad_clip)?;
+                    if !grad_norm.is_finite() {
                         bail!(
-                            "the gradient norm became {norm} at epoch {} step {s}; training stopped, \
+                            "the gradient norm became {grad_norm} at epoch {} step {s}; training stopped, \
                              the last good checkpoint is kept",
                             e + 1
                         );
                     }
                 }
                 self.opt.step(&grads, lr)?;
-                if let (Some(q), Some((k, y))) = (self.queue.as_mut(), out.enqueue) {
-                    q.enqueue(&k, &y)?;
+                if let (Some(q), Some((k, y))) = (self.queue.as_mut(), &out.enqueue) {
+                    q.enqueue(k, y)?;
+                }
+                if let Some(observe) = self.observer.as_mut() {
+                    observe(&StepRecord {
+                        epoch: e,
+                        step: s,
+                        global_step: self.state.global_step,
+                        lr,
+                        loss,
+                        grad_norm,
+                        batch: &step,
+                        ratios: out.ratios.as_ref(),
+                        grads: &grads,
+                        vars: &self.vars,
+                    })?;
                 }
                 let preds = out.logits.argmax(1)?.to_vec1::<u32>()?;
                 let labels = out.labels.to_vec1::<u32>()?;

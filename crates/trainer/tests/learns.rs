@@ -60,7 +60,7 @@ fn batch(dev: &Device) -> (Tensor, Tensor) {
 fn ce_overfits_one_batch() {
     let dev = Device::Cpu;
     let net = QueryNetwork::new(&demo_model(), &dev).unwrap();
-    trainer::train::seeded_init(&net, 0).unwrap();
+    trainer::init::seeded_init(&net, 0).unwrap();
     let vars = net.trainable_vars();
     let mut opt = AdamW::new(
         vars.clone(),
@@ -81,9 +81,10 @@ fn ce_overfits_one_batch() {
         let logits = net.classify(&f).unwrap();
         let loss = supcon::cross_entropy(&logits, &labels).unwrap();
         let mut grads = loss.backward().unwrap();
-        if step == 0 {
-            // Every encoder and classifier variable gets a non-zero gradient (the projector and
-            // predictor are not in the CE graph).
+        // At step 0 each bottleneck's last BatchNorm weight is 0 (timm's zero_init_last), so
+        // its residual branch gets no gradient yet; from step 1 on every encoder and classifier
+        // variable gets a non-zero gradient (the projector and predictor are not in the CE graph).
+        if step == 1 {
             for (name, v) in &vars {
                 if name.starts_with("projector.") || name.starts_with("predictor.") {
                     continue;
@@ -191,7 +192,7 @@ fn contrastive_losses(method: &str, steps: usize) -> Vec<f64> {
     let dev = Device::Cpu;
     let cfg = config(method);
     let net = QueryNetwork::new(&cfg.model, &dev).unwrap();
-    trainer::train::seeded_init(&net, 0).unwrap();
+    trainer::init::seeded_init(&net, 0).unwrap();
     let key = model::MomentumKeyNetwork::from_query(&net).unwrap();
     let mut queue = supcon::LabelledQueue::new(
         cfg.loss.queue_size,

@@ -216,7 +216,7 @@ fn seeded_init_matches_the_model_init() {
         .iter()
         .map(|(n, v)| (n.clone(), std(v.as_tensor())))
         .collect();
-    trainer::train::seeded_init(&net, 3).unwrap();
+    trainer::init::seeded_init(&net, 3).unwrap();
     let mut checked = 0;
     for (n, v) in net.trainable_vars() {
         let (a, b) = (before[&n], std(v.as_tensor()));

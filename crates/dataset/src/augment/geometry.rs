@@ -104,8 +104,9 @@ pub fn resize_centre_crop_box(width: u32, height: u32, resize: u32, crop: u32) -
         ((w0 * s).trunc(), resize as f64)
     };
     let (sx, sy) = (rw / w0, rh / h0);
-    let left = ((rw - crop as f64) / 2.0).round().max(0.0);
-    let top = ((rh - crop as f64) / 2.0).round().max(0.0);
+    // torchvision's CenterCrop offsets are Python's round(): halves go to the even neighbour.
+    let left = ((rw - crop as f64) / 2.0).round_ties_even().max(0.0);
+    let top = ((rh - crop as f64) / 2.0).round_ties_even().max(0.0);
     let cw = (crop as f64).min(rw);
     let ch = (crop as f64).min(rh);
     CropBox {
@@ -185,4 +186,21 @@ pub fn warp_affine(pair: &Pair, m: Affine, fill: [u8; 3]) -> Pair {
         &mut saliency,
     );
     Pair { image, saliency }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// torchvision: Resize(64) of 170x128 gives 85x64; CenterCrop(64) then starts at
+    /// round(10.5) = 10 (Python rounds halves to even), i.e. at 20 source pixels.
+    #[test]
+    fn centre_crop_offset_rounds_halves_to_even_as_torchvision() {
+        let b = resize_centre_crop_box(170, 128, 64, 64);
+        assert_eq!(b.left, 20.0);
+        assert_eq!(b.top, 0.0);
+        assert_eq!((b.width, b.height), (128.0, 128.0));
+        // 174x128 -> 87x64: offset 11.5 rounds to 12.
+        assert_eq!(resize_centre_crop_box(174, 128, 64, 64).left, 24.0);
+    }
 }

@@ -18,5 +18,6 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
         logits,
         labels,
         enqueue: None,
+        ratios: None,
     })
 }

@@ -41,6 +41,17 @@ pub struct StepOutput {
     pub labels: Tensor,
     /// Keys `(B', D)` and labels `(B',)` to enqueue after the update.
     pub enqueue: Option<(Tensor, Tensor)>,
+    /// The mixing ratios the step used (SPMix only), for tracing.
+    pub ratios: Option<MixRatios>,
+}
+
+/// SPMix's per-view mixing ratios, each `(B, N)`: the foreground's share of every token.
+#[derive(Debug, Clone)]
+pub struct MixRatios {
+    /// Ratio of the query views.
+    pub query: Tensor,
+    /// Ratio of the key views.
+    pub key: Tensor,
 }
 
 /// Rows scaled to unit l2 norm: `(B, D)` -> `(B, D)`.

@@ -28,6 +28,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
             logits,
             labels: y.clone(),
             enqueue: Some((k, y)),
+            ratios: None,
         })
     } else {
         let fk = ctx.query.encoder().forward_t(&ki, true)?;
@@ -44,6 +45,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
             logits,
             labels: y.clone(),
             enqueue: Some((k.detach(), y)),
+            ratios: None,
         })
     }
 }

@@ -12,7 +12,7 @@ use candle_core::{ModuleT, Tensor};
 use dataset::loader::{LoadedBatch, LoadedStep as Step};
 use dataset::sampler::derive_seed;
 
-use super::{l2_normalize, paco_loss, uses_ema, StepContext, StepOutput};
+use super::{l2_normalize, paco_loss, uses_ema, MixRatios, StepContext, StepOutput};
 use crate::config::Foreground;
 
 /// Seed tag of the ratio noise, so it never collides with the loader's streams.
@@ -56,6 +56,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
             logits,
             labels: y.clone(),
             enqueue: Some((k, y)),
+            ratios: Some(MixRatios { query: rq, key: rk }),
         })
     } else {
         let tk = patchmix::patch_mix(
@@ -72,6 +73,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
             logits,
             labels: y.clone(),
             enqueue: Some((k.detach(), y)),
+            ratios: Some(MixRatios { query: rq, key: rk }),
         })
     }
 }
