@@ -29,6 +29,8 @@ use crate::evaluate;
 use crate::methods::{self, StepContext};
 use crate::metrics::EvalMetrics;
 use crate::run_dir;
+use crate::run_lock::RunLock;
+use dataset::split_check::check_split_files;
 use crate::schedule::{clip_grad_norm, AdamW, AdamWParams, LrSchedule};
 
 const TAG_INIT: u64 = 0x494e_4954;
@@ -257,6 +259,8 @@ pub struct Trainer {
     pub halt_at_step: Option<u64>,
     /// Show progress bars.
     pub progress: bool,
+    /// The lock on the run folder, held while this trainer lives.
+    run_lock: Option<RunLock>,
 }
 
 fn is_contrastive(m: MethodName) -> bool {
@@ -269,9 +273,18 @@ impl Trainer {
         ensure_split(&cfg.data)?;
         let device = open_device(&cfg.run.device)?;
         let (dir, info) = run_dir::create(&cfg)?;
+        // A run folder exists only for a run that could start: removed when setup fails.
+        let built = RunLock::acquire(&dir).and_then(|lock| {
+            let mut t = Self::build(cfg, dir.clone(), info, device, stop)?;
+            t.run_lock = Some(lock);
+            t.write_metrics()?;
+            Ok(t)
+        });
+        if built.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let t = built?;
         tracing::info!("run folder {}", dir.display());
-        let t = Self::build(cfg, dir, info, device, stop)?;
-        t.write_metrics()?;
         Ok(t)
     }
 
@@ -279,11 +292,13 @@ impl Trainer {
     /// `device` overrides the configured device when given.
     pub fn resume(dir: &Path, device: Option<&str>, stop: Arc<AtomicBool>) -> Result<Self> {
         let (mut cfg, info) = run_dir::open(dir)?;
+        let lock = RunLock::acquire(dir)?;
         if let Some(d) = device {
             cfg.run.device = d.to_string();
         }
         let device = open_device(&cfg.run.device)?;
         let mut t = Self::build(cfg, dir.to_path_buf(), info, device, stop)?;
+        t.run_lock = Some(lock);
         let steps = checkpoint::list(dir)?;
         if let Some(&last) = steps.last() {
             let cdir = checkpoint::step_dir(dir, last);
@@ -330,6 +345,9 @@ impl Trainer {
                 split.display()
             );
         }
+        // Every image and map must be there and readable before epoch 1, not after it.
+        check_split_files(&train, "train", cfg.method.name == MethodName::Spmix)?;
+        check_split_files(&val, "val", false)?;
         let query = QueryNetwork::new(&cfg.model, &device)?;
         seeded_init(&query, cfg.run.seed)?;
         if !cfg.run.pretrained.as_os_str().is_empty() {
@@ -414,6 +432,7 @@ impl Trainer {
             stop,
             halt_at_step: None,
             progress: true,
+            run_lock: None,
         })
     }
 
