@@ -46,10 +46,11 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Errors of the report writers and readers; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        /// Shown in the message, deliberately not a `source()` (printed once by `{:#}`).
+        error: std::io::Error,
     },
     #[error("{path}: {images} image names but {rows} probability rows")]
     RowCountMismatch {
@@ -121,9 +122,9 @@ pub struct ReportJson {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced, then
 /// renamed over `path`. The error names `path`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write {
+    let err = |error| ReportError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

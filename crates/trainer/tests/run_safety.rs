@@ -188,3 +188,22 @@ fn sigterm_stops_training_with_a_checkpoint() {
     let steps = trainer::checkpoint::list(dir).unwrap();
     assert!(!steps.is_empty(), "no checkpoint after SIGTERM: {stderr}");
 }
+
+#[test]
+fn io_errors_print_the_os_message_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.toml");
+    let err = anyhow::Error::from(Config::from_file(&missing, &[]).unwrap_err());
+    let printed = format!("{err:#}");
+    assert!(printed.contains(&missing.display().to_string()), "{printed}");
+    assert_eq!(printed.matches("No such file or directory").count(), 1, "{printed}");
+
+    // The same through the data set reader and the checked decoder.
+    let split = tmp.path().join("split");
+    let err = anyhow::Error::from(dataset::data_set::DataSet::open(&split, "train").unwrap_err());
+    let printed = format!("{err:#}");
+    assert_eq!(printed.matches("No such file or directory").count(), 1, "{printed}");
+    let err = anyhow::Error::from(dataset::data_set::decode(&missing).unwrap_err());
+    let printed = format!("{err:#}");
+    assert_eq!(printed.matches("No such file or directory").count(), 1, "{printed}");
+}
