@@ -96,7 +96,7 @@ pub fn prepare_split(options: &PrepareOptions) -> Result<PrepareReport> {
         .root
         .canonicalize()
         .map_err(|e| DatasetError::io(&options.root, e))?;
-    let mut index = IsicIndex::read(
+    let index = IsicIndex::read(
         &root,
         &IndexOptions {
             include_validation: options.include_validation,
@@ -116,7 +116,25 @@ pub fn prepare_split(options: &PrepareOptions) -> Result<PrepareReport> {
     let counts = assignment.counts(&items);
     refuse_empty(&counts, &options.protocol)?;
 
+    let out_existed = out.exists();
     std::fs::create_dir_all(out).map_err(|e| DatasetError::io(out, e))?;
+    let result = stage_and_swap(options, &root, index, &assignment, counts);
+    if result.is_err() && !out_existed {
+        // Only succeeds when empty: a failed run leaves no new --out folder behind.
+        let _ = std::fs::remove_dir(out);
+    }
+    result
+}
+
+/// Stages everything in a temporary folder inside `--out`, then swaps it in.
+fn stage_and_swap(
+    options: &PrepareOptions,
+    root: &Path,
+    mut index: IsicIndex,
+    assignment: &crate::split::SplitAssignment,
+    counts: SplitCounts,
+) -> Result<PrepareReport> {
+    let out = &options.out;
     let staging = tempfile::Builder::new()
         .prefix(".prepare-")
         .tempdir_in(out)
@@ -143,7 +161,7 @@ pub fn prepare_split(options: &PrepareOptions) -> Result<PrepareReport> {
     let manifest = SplitManifest {
         version: 1,
         seed: options.seed,
-        source_root: root.clone(),
+        source_root: root.to_owned(),
         layout: index.layout.name().to_owned(),
         include_validation: options.include_validation,
         protocol: options.protocol.clone(),
@@ -171,7 +189,7 @@ pub fn prepare_split(options: &PrepareOptions) -> Result<PrepareReport> {
     swap_in(staging.path(), out)?;
     Ok(PrepareReport {
         manifest,
-        shortfalls: assignment.shortfalls,
+        shortfalls: assignment.shortfalls.clone(),
         warnings: index.warnings,
         maps_written: maps.written,
         maps_up_to_date: maps.reused,
@@ -222,10 +240,11 @@ fn check_images_and_stage_maps(
         // One image per task: images differ in size, and a worker holds one at a time.
         .with_max_len(1)
         .map(|e| {
-            let fail = |message: String| (e.path.display().to_string(), message);
-            let bytes = std::fs::read(&e.path).map_err(|err| fail(err.to_string()))?;
+            let name = e.path.display().to_string();
+            let bytes = std::fs::read(&e.path).map_err(|err| (name.clone(), format!("{name}: {err}")))?;
+            // The decoder's message names the file itself.
             let image = saliency::decode_image_bytes(&bytes, &e.path, &options.limits)
-                .map_err(|err| fail(without_path(&err.to_string(), &e.path)))?;
+                .map_err(|err| (name.clone(), err.to_string()))?;
             if !options.saliency {
                 return Ok(None);
             }
@@ -247,7 +266,10 @@ fn check_images_and_stage_maps(
             let map = saliency::fine_grained_saliency_dynamic(&image);
             drop(image);
             map.save_with_format(&new_map, image::ImageFormat::Png)
-                .map_err(|err| (new_map.display().to_string(), err.to_string()))?;
+                .map_err(|err| {
+                    let name = new_map.display().to_string();
+                    (name.clone(), format!("{name}: {err}"))
+                })?;
             written.fetch_add(1, Ordering::Relaxed);
             Ok(Some((e.image.clone(), source)))
         })
@@ -273,7 +295,7 @@ fn check_images_and_stage_maps(
             first: failures
                 .iter()
                 .take(5)
-                .map(|(p, m)| format!("{p}: {m}"))
+                .map(|(_, message)| message.clone())
                 .collect(),
         });
     }
@@ -282,13 +304,6 @@ fn check_images_and_stage_maps(
         written: written.into_inner(),
         reused: reused.into_inner(),
     })
-}
-
-/// A decoder message without the leading "cannot decode image <path>: " (the caller puts the
-/// path first).
-fn without_path(message: &str, path: &Path) -> String {
-    let prefix = format!("cannot decode image {}: ", path.display());
-    message.strip_prefix(&prefix).unwrap_or(message).to_owned()
 }
 
 /// Hard-links `from` to `to`, or copies it where links are not possible.

@@ -169,8 +169,12 @@ fn header_bomb_and_over_budget_images_are_refused_before_decoding() {
         err.contains(&bombed.display().to_string()) && err.contains("100000x100000"),
         "{err}"
     );
-    assert!(!out.join("train.csv").exists());
-    assert_no_leftovers(&out);
+    assert_eq!(
+        err.matches(&bombed.display().to_string()).count(),
+        1,
+        "the file is named once: {err}"
+    );
+    assert!(!out.exists(), "a failed run leaves no new --out folder");
 
     // The 24x18 images themselves are over a budget of 400 pixels.
     write_jpeg(&bombed, 3);
