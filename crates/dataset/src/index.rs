@@ -407,8 +407,9 @@ fn find_images(root: &Path) -> Result<HashMap<String, PathBuf>> {
                     dirs.push((p, depth + 1));
                 }
             } else if !p.is_dir()
-                && p.extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+                && p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")
+                })
             {
                 if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
                     found.entry(stem.to_owned()).or_insert(p);

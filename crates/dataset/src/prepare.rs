@@ -200,9 +200,8 @@ fn stage_and_swap(
 /// with it), the staged one in, the CSVs, and `split.json` last, so a split with a `split.json`
 /// is always complete.
 fn swap_in(staging: &Path, out: &Path) -> Result<()> {
-    let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to).map_err(|e| DatasetError::io(to, e))
-    };
+    let rename =
+        |from: &Path, to: &Path| std::fs::rename(from, to).map_err(|e| DatasetError::io(to, e));
     let live_maps = out.join(SALIENCY_DIR);
     if live_maps.exists() {
         rename(&live_maps, &staging.join("previous-saliency"))?;
@@ -213,6 +212,9 @@ fn swap_in(staging: &Path, out: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// An image that failed: (its path, the message naming it).
+type Failure = (String, String);
 
 /// The staged maps of a run.
 struct StagedMaps {
@@ -234,14 +236,15 @@ fn check_images_and_stage_maps(
 ) -> Result<StagedMaps> {
     let written = AtomicUsize::new(0);
     let reused = AtomicUsize::new(0);
-    let results: Vec<std::result::Result<Option<(String, MapSource)>, (String, String)>> = index
+    let results: Vec<std::result::Result<Option<(String, MapSource)>, Failure>> = index
         .entries
         .par_iter()
         // One image per task: images differ in size, and a worker holds one at a time.
         .with_max_len(1)
         .map(|e| {
             let name = e.path.display().to_string();
-            let bytes = std::fs::read(&e.path).map_err(|err| (name.clone(), format!("{name}: {err}")))?;
+            let bytes =
+                std::fs::read(&e.path).map_err(|err| (name.clone(), format!("{name}: {err}")))?;
             // The decoder's message names the file itself.
             let image = saliency::decode_image_bytes(&bytes, &e.path, &options.limits)
                 .map_err(|err| (name.clone(), err.to_string()))?;

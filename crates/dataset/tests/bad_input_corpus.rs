@@ -126,7 +126,11 @@ fn image_corpus() -> Vec<ImageCase> {
             png_good[..png_good.len() / 2].to_vec(),
             Expect::Refuse(&["cannot decode"]),
         ),
-        case("zero_bytes.jpg", Vec::new(), Expect::Refuse(&["empty file"])),
+        case(
+            "zero_bytes.jpg",
+            Vec::new(),
+            Expect::Refuse(&["empty file"]),
+        ),
         case(
             "text.jpg",
             b"this is not an image".to_vec(),
@@ -170,15 +174,21 @@ fn image_corpus() -> Vec<ImageCase> {
         ),
         case(
             "grey.jpg",
-            jpeg(&DynamicImage::ImageLuma8(ImageBuffer::from_fn(33, 17, |x, y| {
-                Luma([(x * y) as u8])
-            }))),
+            jpeg(&DynamicImage::ImageLuma8(ImageBuffer::from_fn(
+                33,
+                17,
+                |x, y| Luma([(x * y) as u8]),
+            ))),
             Expect::Accept(33, 17),
         ),
         case(
             "bomb_100000x100000.png",
             png_header_bomb(100_000, 100_000),
-            Expect::Refuse(&["100000x100000", "over the limit of 64000000", "--max-pixels"]),
+            Expect::Refuse(&[
+                "100000x100000",
+                "over the limit of 64000000",
+                "--max-pixels",
+            ]),
         ),
         case(
             "bomb_65535x65535.jpg",
@@ -257,7 +267,11 @@ fn gt_row(image: &str, class: usize) -> String {
 /// Ground-truth CSVs (as bytes) for an ISIC layout whose input folder holds `ISIC_0`..`ISIC_2`.
 fn csv_corpus() -> Vec<(&'static str, Vec<u8>, CsvExpect)> {
     let header = isic_names::GT_HEADER.join(",");
-    let rows = [gt_row("ISIC_0", 0), gt_row("ISIC_1", 1), gt_row("ISIC_2", 2)];
+    let rows = [
+        gt_row("ISIC_0", 0),
+        gt_row("ISIC_1", 1),
+        gt_row("ISIC_2", 2),
+    ];
     let lf = format!("{header}\n{}\n", rows.join("\n"));
     let mut bom = vec![0xEF, 0xBB, 0xBF];
     bom.extend(lf.as_bytes());
@@ -266,16 +280,19 @@ fn csv_corpus() -> Vec<(&'static str, Vec<u8>, CsvExpect)> {
     vec![
         ("plain", lf.clone().into_bytes(), CsvExpect::Accept(3)),
         ("bom", bom, CsvExpect::Accept(3)),
-        ("crlf", lf.replace('\n', "\r\n").into_bytes(), CsvExpect::Accept(3)),
         (
-            "non_utf8",
-            latin1,
-            CsvExpect::Refuse(&["row 4", "UTF-8"]),
+            "crlf",
+            lf.replace('\n', "\r\n").into_bytes(),
+            CsvExpect::Accept(3),
         ),
+        ("non_utf8", latin1, CsvExpect::Refuse(&["row 4", "UTF-8"])),
         (
             "multi_hot",
-            format!("{header}\n{}\nISIC_2,1.0,1.0,0.0,0.0,0.0,0.0,0.0\n", rows[..2].join("\n"))
-                .into_bytes(),
+            format!(
+                "{header}\n{}\nISIC_2,1.0,1.0,0.0,0.0,0.0,0.0,0.0\n",
+                rows[..2].join("\n")
+            )
+            .into_bytes(),
             CsvExpect::Refuse(&["row 4", "ISIC_2", "more than one class"]),
         ),
         (
@@ -285,7 +302,12 @@ fn csv_corpus() -> Vec<(&'static str, Vec<u8>, CsvExpect)> {
         ),
         (
             "traversal_id",
-            format!("{header}\n{}\n{}\n", rows[0], gt_row("../../victim/logo", 1)).into_bytes(),
+            format!(
+                "{header}\n{}\n{}\n",
+                rows[0],
+                gt_row("../../victim/logo", 1)
+            )
+            .into_bytes(),
             CsvExpect::Refuse(&["row 3", "\"../../victim/logo\"", "path separator"]),
         ),
         (
@@ -326,7 +348,10 @@ fn every_ground_truth_case_is_read_or_refused_naming_the_csv() {
         match (expect, result) {
             (CsvExpect::Accept(n), Ok(index)) => {
                 assert_eq!(index.entries.len(), n, "{name}");
-                assert_eq!(index.entries[0].image, "ISIC_0", "{name}: BOM kept in the id?");
+                assert_eq!(
+                    index.entries[0].image, "ISIC_0",
+                    "{name}: BOM kept in the id?"
+                );
             }
             (CsvExpect::Accept(_), Err(e)) => panic!("{name} should be read: {e}"),
             (CsvExpect::Refuse(words), Ok(_)) => panic!("{name} should be refused ({words:?})"),

@@ -128,7 +128,11 @@ pub fn png_header_bomb(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend(h.to_be_bytes());
     ihdr.extend([8, 2, 0, 0, 0]);
     png_chunk(&mut s, b"IHDR", &ihdr);
-    png_chunk(&mut s, b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    png_chunk(
+        &mut s,
+        b"IDAT",
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     png_chunk(&mut s, b"IEND", &[]);
     s
 }

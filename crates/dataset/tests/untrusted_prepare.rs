@@ -38,7 +38,10 @@ fn snapshot(dir: &Path, skip: Option<&Path>) -> BTreeMap<PathBuf, Vec<u8>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                files.insert(p.strip_prefix(dir).unwrap().to_owned(), std::fs::read(&p).unwrap());
+                files.insert(
+                    p.strip_prefix(dir).unwrap().to_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -59,7 +62,11 @@ fn assert_no_leftovers(out: &Path) {
     if let Ok(rd) = std::fs::read_dir(out) {
         for ent in rd {
             let name = ent.unwrap().file_name().to_string_lossy().to_string();
-            assert!(!name.starts_with('.'), "left behind in {}: {name}", out.display());
+            assert!(
+                !name.starts_with('.'),
+                "left behind in {}: {name}",
+                out.display()
+            );
         }
     }
 }
@@ -89,7 +96,11 @@ fn traversal_id_in_ground_truth_is_refused_and_touches_nothing() {
             && msg.contains("\"../../victim/logo\""),
         "{msg}"
     );
-    assert_eq!(snapshot(dir.path(), Some(&out)), before, "something outside --out changed");
+    assert_eq!(
+        snapshot(dir.path(), Some(&out)),
+        before,
+        "something outside --out changed"
+    );
     assert!(!out.join("train.csv").exists());
     assert_no_leftovers(&out);
 }
@@ -129,10 +140,17 @@ fn split_csv_paths_may_not_leave_the_split_folder() {
     };
 
     let rows = read_with("b,./images/a.jpg,1,NV,L2").unwrap();
-    assert_eq!(rows[0].path, split.join("images/a.jpg").canonicalize().unwrap());
+    assert_eq!(
+        rows[0].path,
+        split.join("images/a.jpg").canonicalize().unwrap()
+    );
     let outside = dir.path().join("outside.jpg");
     let rows = read_with(&format!("b,{},1,NV,L2", outside.display())).unwrap();
-    assert_eq!(rows[1].path, outside.canonicalize().unwrap(), "absolute paths are allowed");
+    assert_eq!(
+        rows[1].path,
+        outside.canonicalize().unwrap(),
+        "absolute paths are allowed"
+    );
 
     for bad in ["../outside.jpg", "images/../../outside.jpg"] {
         let err = read_with(&format!("b,{bad},1,NV,L2")).unwrap_err();
@@ -146,10 +164,14 @@ fn split_csv_paths_may_not_leave_the_split_folder() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink(dir.path(), split.join("up")).unwrap();
-        let err = read_with("b,up/outside.jpg,1,NV,L2").unwrap_err().to_string();
+        let err = read_with("b,up/outside.jpg,1,NV,L2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("leaves the split folder"), "{err}");
     }
-    let err = read_with("../b,images/a.jpg,1,NV,L2").unwrap_err().to_string();
+    let err = read_with("../b,images/a.jpg,1,NV,L2")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("row 3") && err.contains("\"../b\""), "{err}");
 }
 
@@ -184,7 +206,10 @@ fn header_bomb_and_over_budget_images_are_refused_before_decoding() {
     })
     .unwrap_err()
     .to_string();
-    assert!(err.contains("24x18 = 432 pixels, over the limit of 400"), "{err}");
+    assert!(
+        err.contains("24x18 = 432 pixels, over the limit of 400"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -244,7 +269,11 @@ fn failed_force_run_leaves_the_previous_split_byte_identical() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("ISIC_60004.jpg"), "{err}");
-    assert_eq!(snapshot(&out, None), before, "a failed --force changed the split");
+    assert_eq!(
+        snapshot(&out, None),
+        before,
+        "a failed --force changed the split"
+    );
     assert_no_leftovers(&out);
 }
 
@@ -273,7 +302,9 @@ fn cache_is_keyed_on_content_not_file_times() {
     assert_eq!((report.maps_written, report.maps_up_to_date), (56, 0));
     for r in read_split_csv(&out.join("train.csv")).unwrap() {
         assert!(r.path.starts_with(b.canonicalize().unwrap()));
-        let map = image::open(saliency_path(&out, &r.image)).unwrap().to_luma8();
+        let map = image::open(saliency_path(&out, &r.image))
+            .unwrap()
+            .to_luma8();
         let want = saliency::fine_grained_saliency(&image::open(&r.path).unwrap().to_rgb8());
         assert_eq!(map, want, "{}: stale map of another image", r.image);
     }

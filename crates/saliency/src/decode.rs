@@ -131,7 +131,10 @@ pub fn decode_image_bytes(
 }
 
 /// Reads and decodes the image file at `path` under `limits` (see [`decode_image_bytes`]).
-pub fn decode_image_file(path: &Path, limits: &DecodeLimits) -> Result<DynamicImage, SaliencyError> {
+pub fn decode_image_file(
+    path: &Path,
+    limits: &DecodeLimits,
+) -> Result<DynamicImage, SaliencyError> {
     let bytes = std::fs::read(path).map_err(|source| SaliencyError::ReadInput {
         path: path.to_owned(),
         error: source,

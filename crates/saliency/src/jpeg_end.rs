@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(check_jpeg_reaches_eoi(&trailing), Ok(()));
         for cut in 2..s.len() {
             let err = check_jpeg_reaches_eoi(&s[..cut]).unwrap_err();
-            assert!(err.contains("truncated") || err.contains("length"), "{cut}: {err}");
+            assert!(
+                err.contains("truncated") || err.contains("length"),
+                "{cut}: {err}"
+            );
         }
         assert!(check_jpeg_reaches_eoi(b"\x89PNG").is_err());
     }

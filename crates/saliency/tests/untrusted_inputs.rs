@@ -7,7 +7,9 @@ use std::process::Command;
 use image::{Rgb, RgbImage};
 
 fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
-    let img = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 5) as u8, (y * 9) as u8, (x ^ y) as u8]));
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        Rgb([(x * 5) as u8, (y * 9) as u8, (x ^ y) as u8])
+    });
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new(&mut out)
         .encode_image(&img)
@@ -40,7 +42,10 @@ fn binary_refuses_over_budget_and_truncated_images_by_name() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "{stderr}");
-    assert!(stderr.contains("2 written, 0 up to date, 2 failed"), "{stderr}");
+    assert!(
+        stderr.contains("2 written, 0 up to date, 2 failed"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!(
             "image {} is 80x60 = 4800 pixels, over the limit of 4096",
@@ -58,5 +63,9 @@ fn binary_refuses_over_budget_and_truncated_images_by_name() {
         .collect();
     let mut names = names;
     names.sort();
-    assert_eq!(names, ["good.png", "png_inside.png"], "no partial or temporary output");
+    assert_eq!(
+        names,
+        ["good.png", "png_inside.png"],
+        "no partial or temporary output"
+    );
 }

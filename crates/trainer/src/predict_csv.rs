@@ -25,7 +25,9 @@ pub type PredictionRow = (PathBuf, std::result::Result<Vec<f32>, String>);
 /// Writes the header and one row per input: `image` is the file stem, probabilities with six
 /// decimals, and `error` empty for good images; a failed image has empty probabilities.
 pub fn write_predictions(out: impl Write, rows: &[PredictionRow]) -> Result<()> {
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(out);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out);
     let mut header: Vec<String> = vec!["image".into()];
     header.extend(dataset::IsicClass::ALL.iter().map(|c| c.name().to_string()));
     header.push("error".into());

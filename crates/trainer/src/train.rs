@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use dataset::data_set::DataSet;
 use dataset::loader::{BaselineSampler, Loader, LoaderConfig, LoaderMode};
 use dataset::sampler::derive_seed;
+use dataset::split_check::check_split_files;
 use model::{LoadOptions, MomentumKeyNetwork, QueryNetwork};
 use rand::{Rng, SeedableRng};
 use supcon::{LabelledQueue, PacoLoss, QueueInit};
@@ -30,7 +31,6 @@ use crate::methods::{self, StepContext};
 use crate::metrics::EvalMetrics;
 use crate::run_dir;
 use crate::run_lock::RunLock;
-use dataset::split_check::check_split_files;
 use crate::schedule::{clip_grad_norm, AdamW, AdamWParams, LrSchedule};
 
 const TAG_INIT: u64 = 0x494e_4954;

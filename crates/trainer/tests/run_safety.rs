@@ -83,7 +83,11 @@ fn missing_val_image_fails_setup_naming_the_row_and_leaves_no_run_folder() {
             && err.contains(&gone.path.display().to_string()),
         "{err}"
     );
-    assert_eq!(run_folders(&runs), Vec::<PathBuf>::new(), "orphan run folder");
+    assert_eq!(
+        run_folders(&runs),
+        Vec::<PathBuf>::new(),
+        "orphan run folder"
+    );
 }
 
 #[test]
@@ -93,7 +97,10 @@ fn second_writer_is_refused_and_files_are_world_readable() {
     let first = Trainer::create(tiny_config(tmp.path(), &runs), no_stop()).unwrap();
     let dir = first.run_dir.clone();
 
-    let err = format!("{:#}", Trainer::resume(&dir, None, no_stop()).err().unwrap());
+    let err = format!(
+        "{:#}",
+        Trainer::resume(&dir, None, no_stop()).err().unwrap()
+    );
     assert!(
         err.contains(&format!("in use by process {}", std::process::id()))
             && err.contains("run.lock"),
@@ -134,14 +141,9 @@ fn predict_reports_an_unreadable_image_and_predicts_the_others() {
     std::fs::write(&truncated, &jpeg[..jpeg.len() - 30]).unwrap();
     let files = [good.clone(), truncated.clone(), good];
     let limits = dataset::prepare::DecodeLimits::default();
-    let out = trainer::evaluate::predict_files(
-        &query,
-        &files,
-        &cfg,
-        &candle_core::Device::Cpu,
-        &limits,
-    )
-    .unwrap();
+    let out =
+        trainer::evaluate::predict_files(&query, &files, &cfg, &candle_core::Device::Cpu, &limits)
+            .unwrap();
     assert_eq!(out.len(), 3);
     let p0 = out[0].as_ref().unwrap();
     assert_eq!(p0.len(), 7);
@@ -171,7 +173,10 @@ fn sigterm_stops_training_with_a_checkpoint() {
         .unwrap();
     // The run folder appears after the signal handler is installed.
     let start = Instant::now();
-    while !run_folders(&runs).iter().any(|d| d.join("metrics.csv").exists()) {
+    while !run_folders(&runs)
+        .iter()
+        .any(|d| d.join("metrics.csv").exists())
+    {
         assert!(start.elapsed() < Duration::from_secs(180), "no run folder");
         assert!(child.try_wait().unwrap().is_none(), "trainer exited early");
         std::thread::sleep(Duration::from_millis(100));
@@ -195,15 +200,30 @@ fn io_errors_print_the_os_message_once() {
     let missing = tmp.path().join("missing.toml");
     let err = anyhow::Error::from(Config::from_file(&missing, &[]).unwrap_err());
     let printed = format!("{err:#}");
-    assert!(printed.contains(&missing.display().to_string()), "{printed}");
-    assert_eq!(printed.matches("No such file or directory").count(), 1, "{printed}");
+    assert!(
+        printed.contains(&missing.display().to_string()),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.matches("No such file or directory").count(),
+        1,
+        "{printed}"
+    );
 
     // The same through the data set reader and the checked decoder.
     let split = tmp.path().join("split");
     let err = anyhow::Error::from(dataset::data_set::DataSet::open(&split, "train").unwrap_err());
     let printed = format!("{err:#}");
-    assert_eq!(printed.matches("No such file or directory").count(), 1, "{printed}");
+    assert_eq!(
+        printed.matches("No such file or directory").count(),
+        1,
+        "{printed}"
+    );
     let err = anyhow::Error::from(dataset::data_set::decode(&missing).unwrap_err());
     let printed = format!("{err:#}");
-    assert_eq!(printed.matches("No such file or directory").count(), 1, "{printed}");
+    assert_eq!(
+        printed.matches("No such file or directory").count(),
+        1,
+        "{printed}"
+    );
 }
