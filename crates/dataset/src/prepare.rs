@@ -196,12 +196,16 @@ fn stage_and_swap(
     })
 }
 
-/// Moves the staged split into `out`: the old `saliency/` aside into the staging folder (deleted
-/// with it), the staged one in, the CSVs, and `split.json` last, so a split with a `split.json`
-/// is always complete.
+/// Moves the staged split into `out`: the old `split.json` and `saliency/` aside into the staging
+/// folder (deleted with it), then the staged maps, the CSVs, and the new `split.json` last, so a
+/// folder with a `split.json` is always one complete split, even after a crash mid-swap.
 fn swap_in(staging: &Path, out: &Path) -> Result<()> {
     let rename =
         |from: &Path, to: &Path| std::fs::rename(from, to).map_err(|e| DatasetError::io(to, e));
+    let live_manifest = out.join(MANIFEST_FILE);
+    if live_manifest.exists() {
+        rename(&live_manifest, &staging.join("previous-split.json"))?;
+    }
     let live_maps = out.join(SALIENCY_DIR);
     if live_maps.exists() {
         rename(&live_maps, &staging.join("previous-saliency"))?;
