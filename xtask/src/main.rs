@@ -49,6 +49,10 @@ enum Command {
         /// Replace a split already in --out.
         #[arg(long)]
         force: bool,
+        /// Refuse images with more pixels than this (checked from the header before decoding;
+        /// memory peaks at about threads x 25 bytes x this).
+        #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
     },
     /// Write a synthetic long-tailed data set in the ISIC2018 Task 3 layout.
     SynthIsic {
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             include_validation,
             skip_missing,
             force,
+            max_pixels,
         } => {
             let protocol = match stratified {
                 Some(text) => SplitProtocol::Stratified {
@@ -115,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
                 include_validation,
                 skip_missing,
                 force,
+                limits: dataset::prepare::DecodeLimits::with_max_pixels(max_pixels),
                 ..PrepareOptions::new(&root, &out)
             };
             let report = prepare_split(&options).with_context(|| {
@@ -145,7 +151,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!(
-                "saliency maps: {} computed, {} up to date; split written to {}",
+                "saliency maps: {} computed, {} reused (same image content); split written to {}",
                 report.maps_written,
                 report.maps_up_to_date,
                 out.display()

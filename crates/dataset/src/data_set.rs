@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use image::{GrayImage, RgbImage};
+use saliency::DecodeLimits;
 
 use crate::augment::Pair;
 use crate::classes::{groups_from_counts, Group, NUM_CLASSES};
@@ -40,6 +41,7 @@ pub struct DataSet {
     items: Vec<Item>,
     class_counts: ClassCounts,
     groups: [Group; NUM_CLASSES],
+    limits: DecodeLimits,
 }
 
 impl DataSet {
@@ -95,7 +97,19 @@ impl DataSet {
             items,
             class_counts,
             groups: groups.unwrap_or_else(|| groups_from_counts(&class_counts)),
+            limits: DecodeLimits::default(),
         }
+    }
+
+    /// This data set decoding its images under `limits` (default: 64 MP per image).
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The per-image decoding limits.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.limits
     }
 
     /// The split folder.
@@ -135,9 +149,9 @@ impl DataSet {
     /// the file that could not be read or decoded, or whose size does not match.
     pub fn load_pair(&self, i: usize, with_saliency: bool) -> Result<Pair> {
         let it = &self.items[i];
-        let image = decode(&it.path)?.to_rgb8();
+        let image = decode_with_limits(&it.path, &self.limits)?.to_rgb8();
         let saliency = if with_saliency {
-            let m = decode(&it.saliency)?.to_luma8();
+            let m = decode_with_limits(&it.saliency, &self.limits)?.to_luma8();
             if m.dimensions() != image.dimensions() {
                 return Err(DatasetError::Image {
                     path: it.saliency.clone(),
@@ -157,16 +171,18 @@ impl DataSet {
     }
 }
 
-/// Reads and decodes an image file (format from its bytes).
+/// Reads and decodes an image file under the default limits (format from its bytes, 64 MP budget
+/// checked from the header, truncated JPEGs refused; see `saliency::decode`).
 pub fn decode(path: &Path) -> Result<image::DynamicImage> {
-    let bytes = std::fs::read(path).map_err(|e| DatasetError::io(path, e))?;
-    image::load_from_memory(&bytes).map_err(|e| DatasetError::Image {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })
+    decode_with_limits(path, &DecodeLimits::default())
 }
 
-/// Decodes an RGB image file (H, W, 3) u8.
+/// [`decode`] under explicit limits.
+pub fn decode_with_limits(path: &Path, limits: &DecodeLimits) -> Result<image::DynamicImage> {
+    Ok(saliency::decode_image_file(path, limits)?)
+}
+
+/// Decodes an RGB image file (H, W, 3) u8 under the default limits.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
     Ok(decode(path)?.to_rgb8())
 }

@@ -1,15 +1,18 @@
 //! The crate's error type. Every variant names the file (and row or key) at fault.
+//!
+//! Messages include the underlying OS or parser message themselves and do not also expose it as
+//! `source()`, so a binary printing the whole chain (`{:#}`) shows it once.
 
 use std::path::PathBuf;
 
 /// Errors from reading, splitting, generating and loading data.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// The OS error (shown in the message, deliberately not a `source()`).
+        error: std::io::Error,
     },
     #[error("{path}: row {row}: {message}")]
     Csv {
@@ -49,11 +52,53 @@ pub enum DatasetError {
     OutputExists { path: PathBuf },
     #[error("invalid argument: {0}")]
     Invalid(String),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        /// The parser's error (shown in the message, deliberately not a `source()`).
+        error: serde_json::Error,
+    },
+    /// An image file could not be decoded under the limits (see `saliency::decode`).
+    #[error(transparent)]
+    Decode(#[from] saliency::SaliencyError),
+    #[error("{path}: row {row}: image id {id:?} cannot name a file: {reason} (ids are file-name stems: A-Z a-z 0-9 . _ -)")]
+    UnsafeImageId {
+        path: PathBuf,
+        row: u64,
+        id: String,
+        reason: &'static str,
+    },
+    #[error("{path}: row {row}: path {found} leaves the split folder {root} (relative paths must stay inside it)")]
+    PathOutsideRoot {
+        path: PathBuf,
+        row: u64,
+        found: String,
+        root: PathBuf,
+    },
+    #[error("{path}: no images (the file has a header but no rows)")]
+    NoImages { path: PathBuf },
+    #[error("the {split} split would be empty ({protocol}; images per class: train {train:?}, val {val:?}, test {test:?})")]
+    EmptySplit {
+        split: &'static str,
+        protocol: String,
+        train: Vec<usize>,
+        val: Vec<usize>,
+        test: Vec<usize>,
+    },
+    #[error("class {class} would have no training images (train {train}, val {val}, test {test}; {total} images in the source)")]
+    EmptyClass {
+        class: String,
+        train: usize,
+        val: usize,
+        test: usize,
+        total: usize,
+    },
+    #[error("{split}.csv row {row} (image {image}): {message}")]
+    SplitFile {
+        split: String,
+        row: u64,
+        image: String,
+        message: String,
     },
 }
 
@@ -62,7 +107,7 @@ impl DatasetError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DatasetError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::classes::IsicClass;
 use crate::error::{DatasetError, Result};
+use crate::image_id::{checked_image_id, image_file};
 
 /// ISIC2018 Task 3 file and folder names.
 pub mod isic_names {
@@ -245,9 +246,7 @@ pub fn read_ground_truth(path: &Path) -> Result<Vec<(String, IsicClass, u64)>> {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| row_error(path, line, e.to_string()))?;
         let image = rec[0].to_owned();
-        if image.is_empty() {
-            return Err(row_error(path, line, "empty image id"));
-        }
+        checked_image_id(&image, path, line)?;
         let mut hot = None;
         for (k, field) in rec.iter().skip(1).enumerate() {
             let v: f64 = field.parse().map_err(|_| {
@@ -296,6 +295,7 @@ pub fn read_lesion_groupings(path: &Path) -> Result<HashMap<String, String>> {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| row_error(path, line, e.to_string()))?;
         let (image, lesion) = (rec[0].to_owned(), rec[1].to_owned());
+        checked_image_id(&image, path, line)?;
         if lesion.is_empty() {
             return Err(row_error(path, line, format!("{image}: empty lesion_id")));
         }
@@ -340,7 +340,13 @@ fn read_isic(root: &Path, options: &IndexOptions) -> Result<IsicIndex> {
     let mut entries = Vec::new();
     let mut ungrouped = Vec::new();
     for (csv_path, input_dir) in &sources {
-        for (image, class, line) in read_ground_truth(csv_path)? {
+        let rows = read_ground_truth(csv_path)?;
+        if rows.is_empty() {
+            return Err(DatasetError::NoImages {
+                path: csv_path.clone(),
+            });
+        }
+        for (image, class, line) in rows {
             if let Some((first, first_line)) = seen.get(&image) {
                 return Err(row_error(
                     csv_path,
@@ -360,7 +366,7 @@ fn read_isic(root: &Path, options: &IndexOptions) -> Result<IsicIndex> {
                 }
             };
             entries.push(IndexEntry {
-                path: input_dir.join(format!("{image}.jpg")),
+                path: image_file(input_dir, &image, "jpg", csv_path, line)?,
                 image,
                 class,
                 lesion_id,
@@ -384,7 +390,9 @@ fn read_isic(root: &Path, options: &IndexOptions) -> Result<IsicIndex> {
     })
 }
 
-/// Finds `*.jpg` files up to two folders below `root`, by file stem.
+/// Finds `*.jpg` files up to two folders below `root`, by file stem. Only entries of the folder
+/// tree itself are listed, so every path found lies under `root` (symbolic links are not followed
+/// into folders).
 fn find_images(root: &Path) -> Result<HashMap<String, PathBuf>> {
     let mut found = HashMap::new();
     let mut dirs = vec![(root.to_owned(), 0)];
@@ -393,13 +401,15 @@ fn find_images(root: &Path) -> Result<HashMap<String, PathBuf>> {
         for ent in rd {
             let ent = ent.map_err(|e| DatasetError::io(&dir, e))?;
             let p = ent.path();
-            if p.is_dir() {
+            let is_real_dir = ent.file_type().is_ok_and(|t| t.is_dir());
+            if is_real_dir {
                 if depth < 2 {
                     dirs.push((p, depth + 1));
                 }
-            } else if p
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+            } else if !p.is_dir()
+                && p.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg")
+                })
             {
                 if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
                     found.entry(stem.to_owned()).or_insert(p);
@@ -425,9 +435,7 @@ fn read_ham(root: &Path) -> Result<IsicIndex> {
         let line = i as u64 + 2;
         let rec = rec.map_err(|e| row_error(&path, line, e.to_string()))?;
         let (lesion_id, image, dx) = (rec[0].to_owned(), rec[1].to_owned(), &rec[2]);
-        if image.is_empty() {
-            return Err(row_error(&path, line, "empty image_id"));
-        }
+        checked_image_id(&image, &path, line)?;
         if let Some(first) = seen.insert(image.clone(), line) {
             return Err(row_error(
                 &path,
@@ -450,16 +458,19 @@ fn read_ham(root: &Path) -> Result<IsicIndex> {
             lesion_id
         };
         // A missing file keeps its expected location so the missing-file report can name it.
-        let file = images
-            .get(&image)
-            .cloned()
-            .unwrap_or_else(|| root.join(format!("{image}.jpg")));
+        let file = match images.get(&image) {
+            Some(found) => found.clone(),
+            None => image_file(root, &image, "jpg", &path, line)?,
+        };
         entries.push(IndexEntry {
             image,
             path: file,
             class,
             lesion_id,
         });
+    }
+    if entries.is_empty() {
+        return Err(DatasetError::NoImages { path });
     }
     Ok(IsicIndex {
         root: root.to_owned(),

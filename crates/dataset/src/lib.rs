@@ -4,7 +4,9 @@
 
 pub mod classes;
 pub mod error;
+pub mod image_id;
 pub mod index;
+pub mod map_cache;
 pub mod prepare;
 pub mod split;
 pub mod split_files;
@@ -14,6 +16,7 @@ pub mod augment;
 pub mod data_set;
 pub mod loader;
 pub mod sampler;
+pub mod split_check;
 
 pub use classes::{Group, IsicClass, NUM_CLASSES};
 pub use error::{DatasetError, Result};

@@ -174,6 +174,49 @@ pub fn split_by_lesion(
     Ok(SplitAssignment { splits, shortfalls })
 }
 
+/// Refuses a split that would leave any of train / val / test without images, or any class
+/// without training images; the error names the split or class and the counts.
+pub fn refuse_empty(counts: &SplitCounts, protocol: &SplitProtocol) -> Result<()> {
+    let describe = || match protocol {
+        SplitProtocol::Balanced {
+            val_per_class,
+            test_per_class,
+        } => format!("balanced, {val_per_class} val and {test_per_class} test images per class"),
+        SplitProtocol::Stratified { ratios } => {
+            format!("stratified {}:{}:{}", ratios[0], ratios[1], ratios[2])
+        }
+    };
+    for (split, per_class) in [
+        (Split::Train, &counts.train),
+        (Split::Val, &counts.val),
+        (Split::Test, &counts.test),
+    ] {
+        if per_class.iter().sum::<usize>() == 0 {
+            return Err(DatasetError::EmptySplit {
+                split: split.name(),
+                protocol: describe(),
+                train: counts.train.to_vec(),
+                val: counts.val.to_vec(),
+                test: counts.test.to_vec(),
+            });
+        }
+    }
+    for class in IsicClass::ALL {
+        let k = class.label();
+        if counts.train[k] == 0 {
+            let (train, val, test) = (counts.train[k], counts.val[k], counts.test[k]);
+            return Err(DatasetError::EmptyClass {
+                class: class.name().to_owned(),
+                train,
+                val,
+                test,
+                total: train + val + test,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Val and test image quotas of a class of `total` images under train:val:test `ratios`
 /// (rounded to the nearest image; training keeps the rest).
 fn stratified_quotas(total: usize, ratios: [u32; 3]) -> Result<(usize, usize)> {
@@ -288,6 +331,34 @@ mod tests {
         ];
         let protocol = SplitProtocol::Stratified { ratios: [7, 1, 2] };
         assert!(split_by_lesion(&items, &protocol, 0).is_err());
+    }
+
+    #[test]
+    fn empty_splits_and_classes_are_refused_with_their_numbers() {
+        let full = SplitCounts {
+            train: [5; NUM_CLASSES],
+            val: [1; NUM_CLASSES],
+            test: [2; NUM_CLASSES],
+        };
+        let stratified = SplitProtocol::Stratified { ratios: [10, 0, 0] };
+        assert!(refuse_empty(&full, &stratified).is_ok());
+        let no_val = SplitCounts {
+            val: [0; NUM_CLASSES],
+            ..full.clone()
+        };
+        let err = refuse_empty(&no_val, &stratified).unwrap_err().to_string();
+        assert!(
+            err.contains("the val split would be empty") && err.contains("stratified 10:0:0"),
+            "{err}"
+        );
+        let mut no_df = full.clone();
+        no_df.train[IsicClass::Df.label()] = 0;
+        let err = refuse_empty(&no_df, &stratified).unwrap_err().to_string();
+        assert!(
+            err.contains("class DF would have no training images")
+                && err.contains("train 0, val 1, test 2"),
+            "{err}"
+        );
     }
 
     #[test]

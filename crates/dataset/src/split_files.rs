@@ -8,7 +8,7 @@
 //!   found by image id (see [`saliency_path`]);
 //! - `split.json`: the [`SplitManifest`] (seed, source, counts per class and split, groups).
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,17 +44,24 @@ pub fn saliency_path(split_dir: &Path, image: &str) -> PathBuf {
     split_dir.join(SALIENCY_DIR).join(format!("{image}.png"))
 }
 
-/// Writes rows as a split CSV.
+/// Writes rows as a split CSV (the header even when there are no rows).
 pub fn write_split_csv(path: &Path, rows: &[SplitRow]) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| csv_error(path, 0, e))?;
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(|e| csv_error(path, 0, e))?;
+    w.write_record(SPLIT_CSV_HEADER)
+        .map_err(|e| csv_error(path, 1, e))?;
     for r in rows {
         w.serialize(r).map_err(|e| csv_error(path, 0, e))?;
     }
     w.flush().map_err(|e| DatasetError::io(path, e))
 }
 
-/// Reads a split CSV, checking the header, the label/class agreement and label range. Relative
-/// `path`s are resolved against the folder holding the CSV.
+/// Reads a split CSV, checking the header, the label/class agreement and label range, and that
+/// every image id can name a file ([`crate::image_id`]). A relative `path` is resolved against the
+/// folder holding the CSV and may not leave it (no `..`, no symbolic link out of it); an absolute
+/// `path` is allowed (prepare writes those) and canonicalised when the file exists.
 pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>> {
     let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, 0, e))?;
     let header: Vec<String> = r
@@ -90,12 +97,38 @@ pub fn read_split_csv(path: &Path) -> Result<Vec<SplitRow>> {
                 ),
             });
         }
-        if row.path.is_relative() {
-            row.path = base.join(&row.path);
-        }
+        crate::image_id::checked_image_id(&row.image, path, line)?;
+        row.path = resolve_row_path(base, &row.path, path, line)?;
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Where the `path` column of row `row` of `csv` points: a relative path under `base` (refused
+/// when it climbs out lexically or, once resolved, through a symbolic link), an absolute path
+/// canonicalised. A file that does not exist is returned unresolved; the split check names it.
+fn resolve_row_path(base: &Path, found: &Path, csv: &Path, row: u64) -> Result<PathBuf> {
+    let outside = || DatasetError::PathOutsideRoot {
+        path: csv.to_owned(),
+        row,
+        found: found.display().to_string(),
+        root: base.to_owned(),
+    };
+    if found.is_absolute() {
+        return Ok(found.canonicalize().unwrap_or_else(|_| found.to_owned()));
+    }
+    if found
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(outside());
+    }
+    let joined = base.join(found);
+    match (joined.canonicalize(), base.canonicalize()) {
+        (Ok(file), Ok(root)) if !file.starts_with(&root) => Err(outside()),
+        (Ok(file), Ok(_)) => Ok(file),
+        _ => Ok(joined),
+    }
 }
 
 fn csv_error(path: &Path, row: u64, e: csv::Error) -> DatasetError {
@@ -163,6 +196,6 @@ impl SplitManifest {
     pub fn read(split_dir: &Path) -> Result<Self> {
         let path = split_dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| DatasetError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|source| DatasetError::Json { path, source })
+        serde_json::from_str(&text).map_err(|error| DatasetError::Json { path, error })
     }
 }

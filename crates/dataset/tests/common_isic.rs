@@ -95,3 +95,44 @@ pub fn ham_from_isic(isic_root: &Path, ham_root: &Path) {
     }
     std::fs::write(ham_root.join(ham_names::METADATA), meta).unwrap();
 }
+
+/// CRC-32 (IEEE) for PNG chunks.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+pub fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend((data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend(data);
+    out.extend(&body);
+    out.extend(crc32(&body).to_be_bytes());
+}
+
+/// A PNG whose header claims `w x h` RGB pixels, with a tiny (far too short) image data chunk.
+pub fn png_header_bomb(w: u32, h: u32) -> Vec<u8> {
+    let mut s = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    png_chunk(&mut s, b"IHDR", &ihdr);
+    png_chunk(
+        &mut s,
+        b"IDAT",
+        &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    png_chunk(&mut s, b"IEND", &[]);
+    s
+}

@@ -8,9 +8,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use image::{DynamicImage, ExtendedColorType, GrayImage, ImageEncoder, ImageReader};
+use image::{DynamicImage, ExtendedColorType, GrayImage, ImageEncoder};
 use rayon::prelude::*;
 
+use crate::decode::{decode_image_file, DecodeLimits};
 use crate::{fine_grained_saliency_dynamic, SaliencyError};
 
 /// One map to compute: the saliency of the image at `input`, written to `output` (8-bit grey PNG).
@@ -41,44 +42,51 @@ pub enum MapOutcome {
     Skipped,
 }
 
-/// Decodes the image at `path`, guessing the format from its contents.
+/// Decodes the image at `path` under the default [`DecodeLimits`] (format from the contents,
+/// pixel budget checked from the header, truncated JPEGs refused; see [`crate::decode`]).
 pub fn load_image(path: &Path) -> Result<DynamicImage, SaliencyError> {
-    let read_err = |source| SaliencyError::ReadInput {
-        path: path.to_owned(),
-        source,
-    };
-    ImageReader::open(path)
-        .map_err(read_err)?
-        .with_guessed_format()
-        .map_err(read_err)?
-        .decode()
-        // The file opened, so an I/O error here is a truncated or unreadable body: a decode error.
-        .map_err(|source| SaliencyError::Decode {
-            path: path.to_owned(),
-            source,
-        })
+    decode_image_file(path, &DecodeLimits::default())
 }
 
 /// The `H x W` u8 saliency map of the image file at `path` (see
 /// [`crate::fine_grained_saliency_dynamic`] for how non-RGB formats are handled).
 pub fn saliency_from_path(path: &Path) -> Result<GrayImage, SaliencyError> {
-    Ok(fine_grained_saliency_dynamic(&load_image(path)?))
+    saliency_from_path_with_limits(path, &DecodeLimits::default())
+}
+
+/// [`saliency_from_path`] under explicit decoding limits.
+pub fn saliency_from_path_with_limits(
+    path: &Path,
+    limits: &DecodeLimits,
+) -> Result<GrayImage, SaliencyError> {
+    Ok(fine_grained_saliency_dynamic(&decode_image_file(
+        path, limits,
+    )?))
 }
 
 /// Computes and writes one map unless `job.output` is up to date.
 ///
 /// Up to date means: the output exists and its modification time is at least the input's. The
 /// map is written to a temporary file in the output's folder and renamed onto `job.output`, so a
-/// reader (or a crash) never sees a half-written PNG.
+/// reader (or a crash) never sees a half-written PNG. Images are decoded under the default
+/// [`DecodeLimits`].
 pub fn write_map(job: &MapJob) -> Result<MapOutcome, SaliencyError> {
+    write_map_with_limits(job, &DecodeLimits::default())
+}
+
+/// [`write_map`] under explicit decoding limits.
+pub fn write_map_with_limits(
+    job: &MapJob,
+    limits: &DecodeLimits,
+) -> Result<MapOutcome, SaliencyError> {
     let input_meta = fs::metadata(&job.input).map_err(|source| SaliencyError::ReadInput {
         path: job.input.clone(),
-        source,
+        error: source,
     })?;
     if is_up_to_date(&input_meta, &job.output) {
         return Ok(MapOutcome::Skipped);
     }
-    let map = saliency_from_path(&job.input)?;
+    let map = saliency_from_path_with_limits(&job.input, limits)?;
     write_png_atomically(&map, &job.output)?;
     Ok(MapOutcome::Written)
 }
@@ -86,13 +94,15 @@ pub fn write_map(job: &MapJob) -> Result<MapOutcome, SaliencyError> {
 /// [`write_map`] for every job, in parallel on the current rayon pool (wrap the call in
 /// `ThreadPool::install` to choose the thread count). `result[i]` belongs to `jobs[i]`.
 pub fn write_maps(jobs: &[MapJob]) -> Vec<Result<MapOutcome, SaliencyError>> {
-    write_maps_with_progress(jobs, |_, _| {})
+    write_maps_with_progress(jobs, &DecodeLimits::default(), |_, _| {})
 }
 
-/// [`write_maps`], calling `on_done(job, result)` from a worker thread as each job finishes
-/// (in completion order), e.g. to advance a progress bar.
+/// [`write_maps`] under explicit decoding limits, calling `on_done(job, result)` from a worker
+/// thread as each job finishes (in completion order), e.g. to advance a progress bar. Each worker
+/// holds one image at a time, so memory peaks at about threads x the per-image budget.
 pub fn write_maps_with_progress<F>(
     jobs: &[MapJob],
+    limits: &DecodeLimits,
     on_done: F,
 ) -> Vec<Result<MapOutcome, SaliencyError>>
 where
@@ -103,7 +113,7 @@ where
         // large and small images balance across threads.
         .with_max_len(1)
         .map(|job| {
-            let result = write_map(job);
+            let result = write_map_with_limits(job, limits);
             on_done(job, &result);
             result
         })
@@ -133,17 +143,13 @@ fn write_png_atomically(map: &GrayImage, output: &Path) -> Result<(), SaliencyEr
     };
     let write_err = |source| SaliencyError::WriteOutput {
         path: output.to_owned(),
-        source,
+        error: source,
     };
     fs::create_dir_all(dir).map_err(write_err)?;
     let mut prefix = std::ffi::OsString::from(".");
     prefix.push(name);
     prefix.push(".");
-    let tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(write_err)?;
+    let tmp = crate::output_file::temp_file_beside(dir, &prefix, ".tmp").map_err(write_err)?;
     {
         let mut writer = BufWriter::new(tmp.as_file());
         // Fast deflate: maps compress well anyway and encoding must not dominate the batch.
@@ -156,17 +162,9 @@ fn write_png_atomically(map: &GrayImage, output: &Path) -> Result<(), SaliencyEr
             )
             .map_err(|source| SaliencyError::Encode {
                 path: output.to_owned(),
-                source,
+                error: source,
             })?;
         writer.flush().map_err(write_err)?;
-    }
-    // tempfile creates files readable by the owner only; a map is ordinary data.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(write_err)?;
     }
     tmp.persist(output).map_err(|e| write_err(e.error))?;
     Ok(())

@@ -20,12 +20,18 @@
 //! A grey image is used as is, as OpenCV does with a 1-channel input; a grey image and the same
 //! image expanded to three equal channels give the same map (the weights sum to 2^15).
 //!
+//! Decoding: every image file is read through [`decode`] (format from the content, a pixel budget
+//! checked from the header, truncated JPEGs refused), which the rest of the workspace uses too.
+//!
 //! Files: [`write_maps`] computes many maps in parallel (rayon), writes each atomically as an
 //! 8-bit grey PNG, skips outputs that are already up to date, and returns one result per file.
 
 mod batch;
+pub mod decode;
 mod error;
 mod fine_grained;
+mod jpeg_end;
+pub mod output_file;
 
 use std::cell::RefCell;
 
@@ -33,9 +39,10 @@ use image::{DynamicImage, GrayImage, ImageBuffer, Luma, RgbImage};
 use rayon::prelude::*;
 
 pub use batch::{
-    load_image, saliency_from_path, write_map, write_maps, write_maps_with_progress, MapJob,
-    MapOutcome,
+    load_image, saliency_from_path, saliency_from_path_with_limits, write_map,
+    write_map_with_limits, write_maps, write_maps_with_progress, MapJob, MapOutcome,
 };
+pub use decode::{decode_image_bytes, decode_image_file, DecodeLimits, DEFAULT_MAX_PIXELS};
 pub use error::SaliencyError;
 pub use fine_grained::HALF_WIDTHS;
 

@@ -1,5 +1,6 @@
 //! `saliency INPUT... --out-dir DIR`: writes `DIR/<input stem>.png` (8-bit grey saliency map) for
-//! every input, in parallel; exits non-zero after listing the inputs that failed.
+//! every input, in parallel; exits non-zero after listing the inputs that failed. Inputs are
+//! decoded by content under a pixel budget (`--max-pixels`, default 64 MP).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use saliency::{write_maps_with_progress, MapJob, MapOutcome};
+use saliency::{write_maps_with_progress, DecodeLimits, MapJob, MapOutcome};
 
 /// Static fine-grained saliency maps (OpenCV's StaticSaliencyFineGrained, bit-exact).
 #[derive(Parser, Debug)]
@@ -23,6 +24,9 @@ struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Refuse images with more pixels than this (checked from the header before decoding).
+    #[arg(long, default_value_t = saliency::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
     /// Show a progress bar from this many inputs on.
     #[arg(long, default_value_t = 64)]
     progress_from: usize,
@@ -74,7 +78,8 @@ fn run() -> anyhow::Result<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let results = write_maps_with_progress(&jobs, |_, _| bar.inc(1));
+    let limits = DecodeLimits::with_max_pixels(args.max_pixels);
+    let results = write_maps_with_progress(&jobs, &limits, |_, _| bar.inc(1));
     bar.finish_and_clear();
 
     let (mut written, mut skipped, mut failed) = (0usize, 0usize, Vec::new());

@@ -168,8 +168,12 @@ pub fn save(
 ) -> Result<PathBuf> {
     let dir = checkpoints_dir(run_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    // A checkpoint folder gets the mode of any new folder (0755 under umask 022), not 0700.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o777));
+    let tmp = builder
         .tempdir_in(&dir)
         .with_context(|| format!("creating a temporary folder in {}", dir.display()))?;
     // Save on the CPU: a CUDA tensor would be copied anyway, and CPU copies keep the bytes exact.

@@ -33,10 +33,11 @@ use serde::{Deserialize, Serialize};
 /// Errors of reading, overriding and validating a configuration; each names the file or key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// Shown in the message, deliberately not a `source()` (printed once by `{:#}`).
+        error: std::io::Error,
     },
     #[error("{origin}: malformed TOML: {message}")]
     Parse { origin: String, message: String },
@@ -468,9 +469,9 @@ impl Default for EvalConfig {
 impl Config {
     /// Reads a TOML file, applies `--set` overrides and validates.
     pub fn from_file(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_toml_str(&text, &path.display().to_string(), overrides)
     }

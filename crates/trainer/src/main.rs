@@ -50,7 +50,9 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Class probabilities of images (CSV on stdout: image,MEL,NV,BCC,AKIEC,BKL,DF,VASC).
+    /// Class probabilities of images (CSV on stdout: image,MEL,NV,BCC,AKIEC,BKL,DF,VASC,error).
+    /// An unreadable image gets a warning and a row with only its error; the others are still
+    /// predicted; the exit status is then 1.
     Predict {
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
@@ -58,6 +60,9 @@ enum Command {
         checkpoint: Which,
         #[arg(long)]
         device: Option<String>,
+        /// Refuse images with more pixels than this (checked from the header before decoding).
+        #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
@@ -90,14 +95,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&stop);
+            // Ctrl-C (SIGINT) and, with ctrlc's `termination` feature, SIGTERM and SIGHUP (what a
+            // job scheduler sends before a kill) all stop after the step with a checkpoint.
             ctrlc::set_handler(move || {
                 if flag.swap(true, Ordering::SeqCst) {
-                    eprintln!("second Ctrl-C: exiting without a checkpoint");
+                    eprintln!("second stop signal: exiting without a checkpoint");
                     std::process::exit(130);
                 }
-                eprintln!("Ctrl-C: finishing the step, then writing a checkpoint (Ctrl-C again to quit now)");
+                eprintln!("stop signal (Ctrl-C or SIGTERM): finishing the step, then writing a checkpoint (again to quit now)");
             })
-            .context("installing the Ctrl-C handler")?;
+            .context("installing the Ctrl-C / SIGTERM handler")?;
             let mut trainer = match resume {
                 Some(dir) => Trainer::resume(&dir, device.as_deref(), stop)?,
                 None => {
@@ -142,19 +149,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run,
             checkpoint,
             device,
+            max_pixels,
             images,
         } => {
             let dev = device.as_deref().map(train::open_device).transpose()?;
             let (cfg, _, query, _, dev) = train::load_run_network(&run, checkpoint, dev.as_ref())?;
-            let probs = trainer::evaluate::predict_files(&query, &images, &cfg, &dev)?;
-            println!("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC");
-            for (path, p) in images.iter().zip(probs) {
-                let id = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_else(|| path.display().to_string());
-                let cols: Vec<String> = p.iter().map(|v| format!("{v:.6}")).collect();
-                println!("{id},{}", cols.join(","));
+            let limits = dataset::prepare::DecodeLimits::with_max_pixels(max_pixels);
+            let results = trainer::evaluate::predict_files(&query, &images, &cfg, &dev, &limits)?;
+            let rows: Vec<_> = images.into_iter().zip(results).collect();
+            let failed = rows.iter().filter(|(_, r)| r.is_err()).count();
+            for (_, r) in &rows {
+                if let Err(message) = r {
+                    tracing::warn!("skipped: {message}");
+                }
+            }
+            trainer::predict_csv::write_predictions(std::io::stdout().lock(), &rows)?;
+            if failed > 0 {
+                tracing::warn!("{failed} of {} image(s) could not be read", rows.len());
+                return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -46,10 +46,11 @@ pub const REPORT_SCHEMA_VERSION: u32 = 1;
 /// Errors of the report writers and readers; each names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        /// Shown in the message, deliberately not a `source()` (printed once by `{:#}`).
+        error: std::io::Error,
     },
     #[error("{path}: {images} image names but {rows} probability rows")]
     RowCountMismatch {
@@ -121,18 +122,16 @@ pub struct ReportJson {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced, then
 /// renamed over `path`. The error names `path`.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write {
+    let err = |error| ReportError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    // Mode 0666 minus the umask, like any new file (tempfile alone would make it 0600).
+    let mut tmp = saliency::output_file::temp_file_beside(dir, ".tmp-", "").map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;

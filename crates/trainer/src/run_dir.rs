@@ -111,6 +111,17 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
             }
         }
     }
+    // Remove the folder again when it cannot be filled: no orphan run folders.
+    let filled = fill(cfg, &dir, (y, mo, d, h, mi, s));
+    if filled.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok((dir, filled?))
+}
+
+/// Writes `config.toml` and `run.json` into a new run folder.
+fn fill(cfg: &Config, dir: &Path, time: (i64, u32, u32, u32, u32, u32)) -> Result<RunInfo> {
+    let (y, mo, d, h, mi, s) = time;
     let info = RunInfo {
         name: cfg.run.name.clone(),
         method: cfg.method.name.as_str().into(),
@@ -125,7 +136,7 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
         &dir.join("run.json"),
         serde_json::to_string_pretty(&info)?.as_bytes(),
     )?;
-    Ok((dir, info))
+    Ok(info)
 }
 
 /// Reads an existing run folder's configuration and provenance.
@@ -141,10 +152,14 @@ pub fn open(dir: &Path) -> Result<(Config, RunInfo)> {
     Ok((cfg, info))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename; the file
+/// gets the mode of any new file (0644 under umask 022), not tempfile's 0600.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = saliency::output_file::temp_file_beside(dir, ".tmp-", "")
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     std::io::Write::write_all(&mut tmp, bytes)
         .with_context(|| format!("writing {}", path.display()))?;

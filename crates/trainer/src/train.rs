@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use dataset::data_set::DataSet;
 use dataset::loader::{BaselineSampler, Loader, LoaderConfig, LoaderMode};
 use dataset::sampler::derive_seed;
+use dataset::split_check::check_split_files;
 use model::{LoadOptions, MomentumKeyNetwork, QueryNetwork};
 use supcon::{LabelledQueue, PacoLoss, QueueInit};
 
@@ -28,6 +29,7 @@ use crate::evaluate;
 use crate::methods::{self, StepContext};
 use crate::metrics::EvalMetrics;
 use crate::run_dir;
+use crate::run_lock::RunLock;
 use crate::schedule::{clip_grad_norm, AdamW, AdamWParams, LrSchedule};
 
 const TAG_QUEUE: u64 = 0x5155_4555;
@@ -179,6 +181,8 @@ pub struct Trainer {
     /// Called after every optimiser step (and the queue update) with what the step did: the
     /// hook of the step-parity traces ([`crate::step_trace`]).
     pub observer: Option<StepObserver>,
+    /// The lock on the run folder, held while this trainer lives.
+    run_lock: Option<RunLock>,
 }
 
 /// What one optimiser step did.
@@ -216,9 +220,18 @@ impl Trainer {
         ensure_split(&cfg.data)?;
         let device = open_device(&cfg.run.device)?;
         let (dir, info) = run_dir::create(&cfg)?;
+        // A run folder exists only for a run that could start: removed when setup fails.
+        let built = RunLock::acquire(&dir).and_then(|lock| {
+            let mut t = Self::build(cfg, dir.clone(), info, device, stop)?;
+            t.run_lock = Some(lock);
+            t.write_metrics()?;
+            Ok(t)
+        });
+        if built.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let t = built?;
         tracing::info!("run folder {}", dir.display());
-        let t = Self::build(cfg, dir, info, device, stop)?;
-        t.write_metrics()?;
         Ok(t)
     }
 
@@ -226,11 +239,13 @@ impl Trainer {
     /// `device` overrides the configured device when given.
     pub fn resume(dir: &Path, device: Option<&str>, stop: Arc<AtomicBool>) -> Result<Self> {
         let (mut cfg, info) = run_dir::open(dir)?;
+        let lock = RunLock::acquire(dir)?;
         if let Some(d) = device {
             cfg.run.device = d.to_string();
         }
         let device = open_device(&cfg.run.device)?;
         let mut t = Self::build(cfg, dir.to_path_buf(), info, device, stop)?;
+        t.run_lock = Some(lock);
         let steps = checkpoint::list(dir)?;
         if let Some(&last) = steps.last() {
             let cdir = checkpoint::step_dir(dir, last);
@@ -277,6 +292,9 @@ impl Trainer {
                 split.display()
             );
         }
+        // Every image and map must be there and readable before epoch 1, not after it.
+        check_split_files(&train, "train", cfg.method.name == MethodName::Spmix)?;
+        check_split_files(&val, "val", false)?;
         let query = QueryNetwork::new(&cfg.model, &device)?;
         crate::init::seeded_init(&query, cfg.run.seed)?;
         if !cfg.run.pretrained.as_os_str().is_empty() {
@@ -363,6 +381,7 @@ impl Trainer {
             halt_at_step: None,
             progress: true,
             observer: None,
+            run_lock: None,
         })
     }
 

@@ -187,9 +187,12 @@ fn ce_runs_and_resume_of_a_finished_run_is_a_no_op() {
     let mut a = Trainer::create(cfg, Arc::clone(&stop)).unwrap();
     a.progress = false;
     assert_eq!(a.fit().unwrap(), Outcome::Finished);
-    let mut b = Trainer::resume(&a.run_dir, None, stop).unwrap();
+    // The run folder is locked while `a` lives: resume after it is gone.
+    let (dir, finished) = (a.run_dir.clone(), a.state().clone());
+    drop(a);
+    let mut b = Trainer::resume(&dir, None, stop).unwrap();
     assert_eq!(b.fit().unwrap(), Outcome::Finished);
-    assert_eq!(b.state(), a.state());
+    assert_eq!(b.state(), &finished);
 }
 
 /// The seeded re-draw follows the model crate's own initialisers: every variable's spread stays
