@@ -1,5 +1,5 @@
 //! Inference and evaluation with the query network: images `(B, 3, S, S)` (resize + centre crop,
-//! DESIGN.md step 10) -> logits `(B, C)` -> softmax probabilities; metrics from the argmax.
+//! docs/method.md step 10) -> logits `(B, C)` -> softmax probabilities; metrics from the argmax.
 
 use std::path::Path;
 use std::sync::Arc;
