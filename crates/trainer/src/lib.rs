@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod methods;
 pub mod metrics;
 pub mod plots;
+pub mod pretrained;
 pub mod report;
 pub mod run_dir;
 pub mod schedule;
