@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod plots;
 pub mod pretrained;
 pub mod report;
+pub mod roc_auc;
 pub mod run_dir;
 pub mod schedule;
 pub mod train;
