@@ -76,8 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("candle (supcon): median {ours:.2} ms");
 
-    let python = std::env::var("SPMIX_PYTHON")
-        .unwrap_or_else(|_| "python3".into());
+    let python = std::env::var("SPMIX_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch.py");
     let args = [B, K, D, C, threads, iters].map(|v| v.to_string());
     match Command::new(&python).arg(script).args(&args).output() {
