@@ -3,7 +3,7 @@
 # Rust toolchain, and prints a short table. Two steps:
 #
 # 1. On the CPU-only build machine (repository root), build and collect the binaries:
-#      source ../shared/tools/cuda-toolchain.sh          # nvcc 13.0 + libcuda stub, from PyPI
+#      source scripts/cuda-toolchain.sh                   # nvcc 13.0 + libcuda stub, from PyPI
 #      scripts/gpu-check.sh build                        # -> target/gpu-bin/ (tests, benches)
 #    (`build` runs `cargo build --features cuda --tests --benches` for each crate in CRATES
 #    with CARGO_TARGET_DIR=target/cuda and copies the test/bench executables into gpu-bin/.)
@@ -25,7 +25,7 @@ mode=${1:-run}
 
 if [ "$mode" = build ]; then
   set -e
-  command -v nvcc >/dev/null || { echo "nvcc not found: source ../shared/tools/cuda-toolchain.sh first" >&2; exit 1; }
+  command -v nvcc >/dev/null || { echo "nvcc not found: source scripts/cuda-toolchain.sh first" >&2; exit 1; }
   mkdir -p "$BIN"
   for crate in $CRATES; do
     CARGO_TARGET_DIR=target/cuda cargo build -p "$crate" --features cuda --tests --benches \

@@ -3,8 +3,8 @@
 //! worker threads, against `scripts/bench_torchvision.py` (torchvision + PIL) on the same files in
 //! the same run, and the peak resident memory.
 //!
-//! `cargo bench -p dataset --bench loader_throughput` (set `SPMIX_PY` to another python; the
-//! reference is skipped when no python with torch is found).
+//! `cargo bench -p dataset --bench loader_throughput` (`SPMIX_PYTHON` names the python, else
+//! `python3`; the reference is skipped when no python with torch is found).
 
 use std::io::Write;
 use std::path::Path;
@@ -104,8 +104,7 @@ fn rust_rate(data: &Arc<DataSet>, threads: usize, epochs: u64) -> f64 {
 }
 
 fn python_rate(list: &Path, workers: usize, samples: usize) -> Option<(f64, u64)> {
-    let py = std::env::var("SPMIX_PY")
-        .unwrap_or_else(|_| "/root/.cache/spmix-py/venv/bin/python".into());
+    let py = std::env::var("SPMIX_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_torchvision.py");
     let out = Command::new(py)
         .arg(script)

@@ -6,7 +6,7 @@ ColorJitter(0.4, 0.4, 0.4) -> RandAugment n2 m10 mstd0.5 as timm's PIL ops; key:
 -> ColorJitter -> RandomGrayscale 0.2 -> GaussianBlur(0.1-2) p 0.5 -> h-flip), the map carried
 through every geometric op, then ToTensor + Normalize for image and map.
 
-Run (the bench binary calls it when this venv exists):
+Run (the bench binary calls it with $SPMIX_PYTHON, else python3):
     pip install torch==2.15.0 torchvision==0.29.2 pillow==13.0.0
     python bench_torchvision.py --list files.txt --samples 96 --workers 1
 Prints one JSON line: {"samples_per_s": ..., "workers": ..., "peak_rss_kib": ...}.

@@ -47,14 +47,9 @@ fn time_candle(cfg: &ModelConfig, batch: usize, iters: usize) -> candle_core::Re
     Ok(times[times.len() / 2] / batch as f64)
 }
 
-fn python() -> Option<String> {
-    if let Ok(p) = std::env::var("SPMIX_PYTHON") {
-        return Some(p);
-    }
-    let venv = "/root/.cache/spmix-py/venv/bin/python";
-    std::path::Path::new(venv)
-        .exists()
-        .then(|| venv.to_string())
+/// The reference Python (`SPMIX_PYTHON`, else `python3`; BENCHMARKS.md says how to make its venv).
+fn python() -> String {
+    std::env::var("SPMIX_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 fn cfg_json(c: &ModelConfig) -> String {
@@ -83,10 +78,7 @@ fn time_timm(
     threads: usize,
 ) -> Vec<Option<f64>> {
     let mut theirs = vec![None; cases.len()];
-    let Some(py) = python() else {
-        eprintln!("no Python found (set SPMIX_PYTHON): timm reference skipped");
-        return theirs;
-    };
+    let py = python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_timm.py");
     let mut cmd = Command::new(&py);
     cmd.arg(script)

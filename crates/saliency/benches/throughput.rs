@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p saliency --bench throughput` (about a minute). OpenCV is timed through
 //! `scripts/bench_opencv.py` with the Python in `$SPMIX_PYTHON`, else
-//! `/root/.cache/spmix-py/venv/bin/python`, else `python3`; when none has cv2 the ratios are
+//! `python3` (BENCHMARKS.md says how to make the reference venv); when none has cv2 the ratios are
 //! reported as unavailable. Rows:
 //! - one thread, 600x450 and 224x224 RGB (`fine_grained_saliency`, in memory);
 //! - `saliency_batch` (in memory) and `write_maps` (PNG decode + map + PNG encode + rename) on a
@@ -55,10 +55,7 @@ fn opencv_rates(images: &[PathBuf]) -> Result<Vec<f64>, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_opencv.py");
     let candidates: Vec<String> = std::env::var("SPMIX_PYTHON")
         .into_iter()
-        .chain([
-            "/root/.cache/spmix-py/venv/bin/python".to_owned(),
-            "python3".to_owned(),
-        ])
+        .chain(["python3".to_owned()])
         .collect();
     let mut last_err = String::from("no Python found");
     for python in candidates {

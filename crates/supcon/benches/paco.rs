@@ -3,7 +3,7 @@
 //! B = 64 (N = 128 anchors, shared encoder), K = 8192, D = 256, C = 7; f32. Gradients w.r.t. q, k
 //! and the centre logits (the queue is constant). Torch runs `scripts/bench_torch.py` (the fixture
 //! formulation) with as many threads as candle uses; it is skipped when no Python with torch is
-//! found (env `SPMIX_PYTHON`, default `/root/.cache/spmix-py/venv/bin/python`).
+//! found (env `SPMIX_PYTHON`, default `python3`; BENCHMARKS.md says how to make its venv).
 //!
 //! `cargo bench -p supcon --bench paco` (env `ITERS`, default 20).
 
@@ -76,8 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("candle (supcon): median {ours:.2} ms");
 
-    let python = std::env::var("SPMIX_PYTHON")
-        .unwrap_or_else(|_| "/root/.cache/spmix-py/venv/bin/python".into());
+    let python = std::env::var("SPMIX_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch.py");
     let args = [B, K, D, C, threads, iters].map(|v| v.to_string());
     match Command::new(&python).arg(script).args(&args).output() {

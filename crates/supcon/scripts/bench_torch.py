@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Torch reference timing for benches/paco.rs: PaCo (GPaCo form, float32) forward+backward.
 
-Called by `cargo bench -p supcon --bench paco` (env SPMIX_PYTHON or
-/root/.cache/spmix-py/venv/bin/python); needs torch (`pip install torch==2.15.0 numpy==2.4.6`).
+Called by `cargo bench -p supcon --bench paco` (env SPMIX_PYTHON, else
+python3); needs torch (`pip install torch==2.15.0 numpy==2.4.6`).
 Usage: bench_torch.py B K D C THREADS ITERS. Prints `median_ms=<float>`.
 """
 import sys

@@ -12,7 +12,7 @@ Formulations:
   which clamps the positive count of anchors without positives to 1, so they contribute 0 and still
   count in the mean). `exclude=True` is the crate's `NoPositive::Exclude` (mean over anchors with
   a positive only).
-- `paco_ref`: GPaCo's `PaCoLoss` (the SPMix reference's), as written in shared/DESIGN.md step 8:
+- `paco_ref`: GPaCo's `PaCoLoss` (the SPMix reference's), as written in docs/method.md step 8:
   anchors = first N rows of F = [q; k; queue], N = rows of the centre logits; log prior
   log(n_c / sum n + 1e-9) added to the centre logits; row max over [centre | contrast] detached;
   +1e-12 inside the log; smoothing smooth/(C-1) off-class, 1-smooth on-class. The only addition

@@ -1,4 +1,4 @@
-//! The training configuration: one TOML file with every value of the method (DESIGN.md), e.g.
+//! The training configuration: one TOML file with every value of the method (docs/method.md), e.g.
 //!
 //! ```toml
 //! [run]
@@ -329,8 +329,8 @@ pub enum Prior {
     /// (`n_c^(1-w)`, uniform for w = 1) when the foreground is the class-balanced sample, the
     /// training set's class frequencies otherwise.
     Anchors,
-    /// The training set's class frequencies `n_c / sum n`, whatever the sampler (DESIGN.md's
-    /// literal formula).
+    /// The training set's class frequencies `n_c / sum n`, whatever the sampler (the paper's
+    /// literal formula; docs/method.md step 8).
     Dataset,
     /// No adjustment (a constant prior).
     Uniform,

@@ -1,5 +1,5 @@
 //! Inference and evaluation with the query network: images `(B, 3, S, S)` (resize + centre crop,
-//! DESIGN.md step 10) -> logits `(B, C)` -> softmax probabilities; metrics from the argmax.
+//! docs/method.md step 10) -> logits `(B, C)` -> softmax probabilities; metrics from the argmax.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,14 +69,14 @@ pub struct SplitPredictions {
 }
 
 impl SplitPredictions {
-    /// Metrics of the argmax predictions, with the paper's Many/Medium/Few groups.
+    /// Metrics of the argmax predictions and the per-class and macro AUCs of the probabilities,
+    /// with the paper's Many/Medium/Few groups.
     pub fn metrics(&self, _data: &DataSet) -> EvalMetrics {
-        let preds = metrics::argmax_rows(&self.probabilities);
         let names: Vec<String> = dataset::IsicClass::ALL
             .iter()
             .map(|c| c.name().to_string())
             .collect();
-        metrics::evaluate(&self.labels, &preds, &names, &paper_groups())
+        metrics::evaluate_probabilities(&self.labels, &self.probabilities, &names, &paper_groups())
     }
 }
 

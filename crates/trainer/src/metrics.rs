@@ -1,7 +1,10 @@
-//! Evaluation metrics: pure functions of true labels and predicted labels, no I/O.
+//! Evaluation metrics: pure functions of true labels and predicted labels (or class
+//! probabilities), no I/O.
 //!
 //! Inputs are `N` samples: `labels: [N]` and `predictions: [N]`, class indices in `0..C` where
-//! `C = class_names.len()`, and `groups: [C]`, the Many / Medium / Few group of each class.
+//! `C = class_names.len()`, and `groups: [C]`, the Many / Medium / Few group of each class;
+//! [`evaluate_probabilities`] takes `probabilities: (N, C)` instead of predictions, predicts their
+//! argmax and adds the ROC AUCs ([`crate::roc_auc`]).
 //! Outputs ([`EvalMetrics`]) are fractions in `[0, 1]` (never NaN) and counts; the confusion matrix
 //! is `(C, C)` with `confusion[true][pred]`.
 //!
@@ -13,6 +16,9 @@
 //!   is left out, a class only predicted counts with F1 = 0;
 //! - balanced accuracy is the mean recall over the classes with support
 //!   (`sklearn.metrics.balanced_accuracy_score`);
+//! - AUC is one class against the rest on that class's probability, macro AUC the mean over the
+//!   classes where it is defined (the ISIC 2018 scorer's definition; [`crate::roc_auc`]); both are
+//!   `None` (JSON `null`, "n/a" in the report) when only predicted labels are known;
 //! - a group's accuracy is the accuracy over the samples whose true class is in the group (on the
 //!   paper's balanced test sets this equals the mean recall of the group's classes); a group with no
 //!   samples has accuracy 0 and support 0 in [`EvalMetrics::group_support`], which the report
@@ -31,6 +37,8 @@
 use dataset::Group;
 use serde::{Deserialize, Serialize};
 
+use crate::roc_auc;
+
 /// Precision, recall and F1 (fractions in `[0, 1]`) of one class, and its support (number of samples
 /// whose true label is this class). JSON field names are stable (`report.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +55,10 @@ pub struct ClassMetrics {
     pub f1: f64,
     /// Number of samples of this true class.
     pub support: usize,
+    /// One-vs-rest ROC AUC on this class's probability, in `[0, 1]`; `None` without
+    /// probabilities, or when every sample or none is of this class.
+    #[serde(default)]
+    pub auc: Option<f64>,
 }
 
 /// Accuracy (fraction in `[0, 1]`) over the samples whose true class is in each group.
@@ -102,6 +114,10 @@ pub struct EvalMetrics {
     pub macro_f1: f64,
     /// Mean recall over the classes with support.
     pub balanced_accuracy: f64,
+    /// Mean of the per-class AUCs that are defined (ISIC 2018's macro AUC); `None` without
+    /// probabilities.
+    #[serde(default)]
+    pub macro_auc: Option<f64>,
     /// One entry per class, in label order: `[C]`.
     pub per_class: Vec<ClassMetrics>,
     /// `(C, C)` counts, `confusion[true][pred]`.
@@ -183,6 +199,7 @@ pub fn evaluate(
                 // when the class is neither present nor predicted.
                 f1: ratio(2 * tp, 2 * tp + fp + fn_),
                 support: support[k],
+                auc: None,
             }
         })
         .collect();
@@ -224,10 +241,31 @@ pub fn evaluate(
         },
         macro_f1: mean(&present_f1),
         balanced_accuracy: mean(&supported_recall),
+        macro_auc: None,
         per_class,
         confusion,
         num_samples: n,
     }
+}
+
+/// Every metric of [`evaluate`] for the argmax of `probabilities: (N, C)`, plus the one-vs-rest
+/// AUC of each class and the macro AUC.
+///
+/// # Panics
+/// As [`evaluate`], and if a row of `probabilities` does not have `C` values.
+pub fn evaluate_probabilities(
+    labels: &[usize],
+    probabilities: &[Vec<f32>],
+    class_names: &[String],
+    groups: &[Group],
+) -> EvalMetrics {
+    let mut m = evaluate(labels, &argmax_rows(probabilities), class_names, groups);
+    let aucs = roc_auc::one_vs_rest_auc(labels, probabilities, class_names.len());
+    m.macro_auc = roc_auc::macro_auc(&aucs);
+    for (class, auc) in m.per_class.iter_mut().zip(aucs) {
+        class.auc = auc;
+    }
+    m
 }
 
 /// Index of the largest value of each row: `probabilities: (N, C)` -> `[N]`.

@@ -9,15 +9,19 @@
 //!   "context": { "run_name", "split", "checkpoint", "epoch", "method", "seed", "git_revision" },
 //!   "metrics": {
 //!     "total_accuracy", "macro_f1", "balanced_accuracy",      // fractions in [0, 1]
+//!     "macro_auc",                                              // in [0, 1] or null
 //!     "groups": { "many", "medium", "few" },                    // accuracy per group, fractions
 //!     "group_support": { "many", "medium", "few" },             // samples per group
-//!     "per_class": [ { "name", "group", "precision", "recall", "f1", "support" } ],   // [C]
+//!     "per_class": [ { "name", "group", "precision", "recall", "f1", "support",
+//!                      "auc" } ],                               // [C]; auc in [0, 1] or null
 //!     "confusion": [[...]],                                     // (C, C), confusion[true][pred]
 //!     "num_samples"
 //!   }
 //! }
 //! ```
-//! `report.md` shows the same numbers in percent.
+//! `report.md` shows the same numbers in percent, except the AUCs (fractions, as ISIC publishes
+//! them). The AUCs are one class against the rest on the predicted probabilities, macro AUC their
+//! mean: the official ISIC 2018 scorer's definition ([`crate::roc_auc`]).
 //!
 //! `predictions.csv`: header `image,MEL,NV,BCC,AKIEC,BKL,DF,VASC` (the class names given), then one
 //! row per image with its class probabilities, written in Rust's shortest round-trip form so that
@@ -142,6 +146,10 @@ fn pct(v: f64) -> String {
     format!("{:.2}", 100.0 * v)
 }
 
+fn auc_or_na(auc: Option<f64>) -> String {
+    auc.map_or_else(|| "n/a".to_string(), |a| format!("{a:.4}"))
+}
+
 /// The Markdown report: context, summary table, per-class table and confusion matrix.
 pub fn render_markdown(ctx: &ReportContext, m: &EvalMetrics) -> String {
     let mut s = String::new();
@@ -165,26 +173,32 @@ pub fn render_markdown(ctx: &ReportContext, m: &EvalMetrics) -> String {
         pct(m.balanced_accuracy)
     ));
     s.push_str(&format!(
+        "Macro AUC (one class against the rest, mean over the classes; ISIC 2018's definition): {}.\n",
+        auc_or_na(m.macro_auc)
+    ));
+    s.push_str(&format!(
         "Samples per group: Many {}, Medium {}, Few {} (a group with none shows n/a).\n",
         m.group_support.many, m.group_support.medium, m.group_support.few
     ));
     s.push_str("\n## Per class\n\n");
-    s.push_str("| Class | Group | Precision (%) | Recall (%) | F1 (%) | Support |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|\n");
+    s.push_str("| Class | Group | Precision (%) | Recall (%) | F1 (%) | AUC | Support |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     for c in &m.per_class {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             c.name,
             c.group.name(),
             pct(c.precision),
             pct(c.recall),
             pct(c.f1),
+            auc_or_na(c.auc),
             c.support
         ));
     }
     s.push_str(
         "\nPrecision of a class never predicted is 0, recall of a class without samples is 0, F1 is 0 \
-         when both are 0; macro F1 averages the classes present in labels or predictions.\n",
+         when both are 0; macro F1 averages the classes present in labels or predictions. AUC is n/a \
+         for a class that no sample or every sample has; macro AUC averages the others.\n",
     );
     s.push_str("\n## Confusion matrix (rows: true class, columns: predicted class)\n\n");
     s.push_str("| true \\ pred |");

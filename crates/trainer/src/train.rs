@@ -299,11 +299,19 @@ impl Trainer {
         crate::init::seeded_init(&query, cfg.run.seed)?;
         if !cfg.run.pretrained.as_os_str().is_empty() {
             let p = &cfg.run.pretrained;
-            let r = query
-                .load_encoder(p)
-                .or_else(|_| query.load_resnet_trunk(p))
+            let r = crate::pretrained::load_pretrained(&query, p)
                 .with_context(|| format!("loading run.pretrained {}", p.display()))?;
-            tracing::info!("loaded {} tensors from {}", r.loaded.len(), p.display());
+            tracing::info!(
+                "loaded {} tensors from {} ({:?}; {} in the file unused)",
+                r.report.loaded.len(),
+                p.display(),
+                r.form,
+                r.report.ignored.len()
+            );
+        } else if let Some(warning) =
+            crate::pretrained::missing_pretrained_warning(&cfg.model, &cfg.run.pretrained)
+        {
+            tracing::warn!("{warning}");
         }
         let m = cfg.method.name;
         let contrastive = is_contrastive(m);

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use dataset::Group::{self, Few, Many, Medium};
 use image::RgbImage;
-use trainer::metrics::{argmax_rows, evaluate, EvalMetrics};
+use trainer::metrics::{argmax_rows, evaluate, evaluate_probabilities, EvalMetrics};
 use trainer::plots::{plot_confusion, plot_curves, EpochRecord};
 use trainer::report::{
     read_predictions_csv, read_predictions_csv_full, read_report, write_predictions_csv,
@@ -62,11 +62,45 @@ fn assert_metrics_close(a: &EvalMetrics, b: &EvalMetrics) {
     assert!(close(a.groups.many, b.groups.many));
     assert!(close(a.groups.medium, b.groups.medium));
     assert!(close(a.groups.few, b.groups.few));
+    assert!(close_auc(a.macro_auc, b.macro_auc));
     assert_eq!(a.per_class.len(), b.per_class.len());
     for (x, y) in a.per_class.iter().zip(&b.per_class) {
         assert_eq!((&x.name, x.group, x.support), (&y.name, y.group, y.support));
         assert!(close(x.precision, y.precision) && close(x.recall, y.recall) && close(x.f1, y.f1));
+        assert!(
+            close_auc(x.auc, y.auc),
+            "{}: AUC {:?} vs {:?}",
+            x.name,
+            x.auc,
+            y.auc
+        );
     }
+}
+
+fn close_auc(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => close(a, b),
+        (a, b) => a == b,
+    }
+}
+
+/// [`sample_metrics`] with probabilities: 0.55 on the predicted class, and MEL's probability
+/// `0.9 - i / 100` on image `i`, so MEL's ranking is not that of the argmax.
+fn sample_probabilities() -> (Vec<usize>, Vec<Vec<f32>>, EvalMetrics) {
+    let (labels, predictions, _) = sample_metrics();
+    let probabilities: Vec<Vec<f32>> = predictions
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let mut row: Vec<f32> = (0..7).map(|c| if c == p { 0.55 } else { 0.075 }).collect();
+            if p != 0 {
+                row[0] = 0.3 - i as f32 / 100.0;
+            }
+            row
+        })
+        .collect();
+    let m = evaluate_probabilities(&labels, &probabilities, &isic_names(), &ISIC_GROUPS);
+    (labels, probabilities, m)
 }
 
 fn no_temp_files(dir: &Path) {
@@ -141,10 +175,14 @@ fn report_md_in_percent() {
     assert!(md.contains("66.67"), "{md}");
     assert!(md.contains("78.57"), "{md}");
     // DF: never predicted, precision and recall 0.
-    assert!(md.contains("| DF | Few | 0.00 | 0.00 | 0.00 | 4 |"), "{md}");
+    // No probabilities here: AUC is n/a.
+    assert!(
+        md.contains("| DF | Few | 0.00 | 0.00 | 0.00 | n/a | 4 |"),
+        "{md}"
+    );
     // NV: precision 4/6, recall 1.
     assert!(
-        md.contains("| NV | Many | 66.67 | 100.00 | 80.00 | 4 |"),
+        md.contains("| NV | Many | 66.67 | 100.00 | 80.00 | n/a | 4 |"),
         "{md}"
     );
     assert!(
@@ -495,4 +533,67 @@ fn report_overwrites_atomically() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(names, expected);
+}
+
+#[test]
+fn report_shows_per_class_and_macro_auc_of_the_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, m) = sample_probabilities();
+    // Argmax metrics are those of the predicted labels alone.
+    let (_, _, labels_only) = sample_metrics();
+    assert_eq!(m.confusion, labels_only.confusion);
+    assert_eq!(labels_only.macro_auc, None);
+    // MEL (images 0-3; image 1 predicted NV): positives 0.55, 0.29, 0.55, 0.55 against 24
+    // negatives, 0.3 - i/100 for i >= 4 (0.26 .. 0.03) -> every pair right.
+    assert_eq!(m.per_class[0].auc, Some(1.0));
+    // DF is never predicted: every image scores 0.075 on DF, all tie: 0.5.
+    assert_eq!(m.per_class[5].auc, Some(0.5));
+    let macro_auc = m.macro_auc.unwrap();
+    let mean = m.per_class.iter().map(|c| c.auc.unwrap()).sum::<f64>() / 7.0;
+    assert!(close(macro_auc, mean));
+
+    write_report(dir.path(), &context(), &m).unwrap();
+    let md = fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("| Class | Group | Precision (%) | Recall (%) | F1 (%) | AUC | Support |"));
+    assert!(
+        md.contains("| MEL | Medium | 100.00 | 75.00 | 85.71 | 1.0000 | 4 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| DF | Few | 0.00 | 0.00 | 0.00 | 0.5000 | 4 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("ISIC 2018's definition): {macro_auc:.4}.")),
+        "{md}"
+    );
+
+    let text = fs::read_to_string(dir.path().join("report.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(close(
+        v["metrics"]["macro_auc"].as_f64().unwrap(),
+        macro_auc
+    ));
+    assert_eq!(v["metrics"]["per_class"][0]["auc"].as_f64(), Some(1.0));
+    let back = read_report(&dir.path().join("report.json")).unwrap();
+    assert_metrics_close(&back.metrics, &m);
+}
+
+#[test]
+fn a_report_json_without_auc_fields_still_reads() {
+    // report.json files written before the AUCs existed.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, m) = sample_probabilities();
+    write_report(dir.path(), &context(), &m).unwrap();
+    let path = dir.path().join("report.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    v["metrics"].as_object_mut().unwrap().remove("macro_auc");
+    for class in v["metrics"]["per_class"].as_array_mut().unwrap() {
+        class.as_object_mut().unwrap().remove("auc");
+    }
+    fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    let back = read_report(&path).unwrap();
+    assert_eq!(back.metrics.macro_auc, None);
+    assert!(back.metrics.per_class.iter().all(|c| c.auc.is_none()));
 }

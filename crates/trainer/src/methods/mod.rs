@@ -4,7 +4,7 @@
 //!
 //! - [`ce`]: cross-entropy on one batch `(B, 3, S, S)` (instance or class-balanced sampler);
 //! - [`paco`]: PaCo on the instance batch's query and key views, no mixing;
-//! - [`spmix`]: SPMix (DESIGN.md steps 1-8): tokens of the instance and class-balanced batches
+//! - [`spmix`]: SPMix (docs/method.md, steps 1-8): tokens of the instance and class-balanced batches
 //!   mixed patch-wise with the lesion-aware ratio `(B, N)`, then PaCo.
 
 pub mod ce;

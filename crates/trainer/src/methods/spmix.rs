@@ -1,4 +1,4 @@
-//! SPMix step (DESIGN.md steps 1-8).
+//! SPMix step (docs/method.md, steps 1-8).
 //!
 //! Foreground = the class-balanced batch (or the instance batch with `mix.foreground =
 //! "instance"`), background = the other; the label is the foreground's. Per view v (query, key):

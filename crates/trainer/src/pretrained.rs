@@ -1,0 +1,117 @@
+//! `run.pretrained`: the weights a run starts from, in either of two forms.
+//!
+//! 1. **timm's ImageNet `resnet50d`**: the file timm publishes as `model.safetensors` of
+//!    `timm/resnet50d.ra2_in1k`, conventionally saved as
+//!    `data/pretrained/resnet50d.ra2_in1k.safetensors` ([`RESNET50D_FILE`]). Its stem and first
+//!    three stages fill the trunk (`patch_embed.backbone.*`); its `layer4.*` and `fc.*` are not
+//!    used; the 1 x 1 projection, the transformer and the heads keep their random start. This is
+//!    the paper's start (docs/method.md, "Model").
+//! 2. **A whole hybrid encoder** under the model's own (timm-style) names, e.g. the query
+//!    network of an earlier run: every encoder tensor must be there, the heads may be absent.
+//!
+//! The encoder form is tried first; when neither fits, the error shows why for both.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! let query = model::QueryNetwork::new(&model::ModelConfig::full(), &candle_core::Device::Cpu)?;
+//! let loaded = trainer::pretrained::load_pretrained(
+//!     &query,
+//!     "data/pretrained/resnet50d.ra2_in1k.safetensors".as_ref(),
+//! )?;
+//! assert_eq!(loaded.form, trainer::pretrained::PretrainedForm::ResNet50dTrunk);
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use model::{LoadReport, ModelConfig, ModelError, QueryNetwork};
+
+/// Where the README and `configs/spmix.toml` tell users to put timm's `resnet50d` weights.
+pub const RESNET50D_FILE: &str = "data/pretrained/resnet50d.ra2_in1k.safetensors";
+
+/// Which form a `run.pretrained` file had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PretrainedForm {
+    /// A whole hybrid encoder (heads optional).
+    HybridEncoder,
+    /// timm's `resnet50d` state dict: the trunk only.
+    ResNet50dTrunk,
+}
+
+/// A successful load: the form the file had and what was set from it.
+#[derive(Debug, Clone)]
+pub struct PretrainedLoad {
+    /// The form the file matched.
+    pub form: PretrainedForm,
+    /// Tensors loaded, kept (absent heads) and ignored (`layer4.*`, `fc.*` of a resnet50d).
+    pub report: LoadReport,
+}
+
+/// Why a `run.pretrained` file was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PretrainedError {
+    /// The file could not be read as safetensors at all.
+    #[error("run.pretrained: {0}")]
+    Unreadable(Box<ModelError>),
+    /// The file is a safetensors file but fits neither form; both reasons are given.
+    #[error(
+        "run.pretrained {path} fits neither accepted form.\n\
+         As a whole hybrid encoder: {as_encoder}\n\
+         As timm's resnet50d (model.safetensors of timm/resnet50d.ra2_in1k): {as_trunk}"
+    )]
+    NeitherForm {
+        path: PathBuf,
+        as_encoder: Box<ModelError>,
+        as_trunk: Box<ModelError>,
+    },
+}
+
+/// Loads `path` into `query`, as a whole hybrid encoder or else as timm's `resnet50d` trunk.
+/// A failed load changes no variable.
+pub fn load_pretrained(
+    query: &QueryNetwork,
+    path: &Path,
+) -> Result<PretrainedLoad, PretrainedError> {
+    let as_encoder = match query.load_encoder(path) {
+        Ok(report) => {
+            return Ok(PretrainedLoad {
+                form: PretrainedForm::HybridEncoder,
+                report,
+            })
+        }
+        // Unreadable for one form is unreadable for both: one message is enough.
+        Err(e @ ModelError::SafetensorsIo { .. }) => {
+            return Err(PretrainedError::Unreadable(Box::new(e)))
+        }
+        Err(e) => e,
+    };
+    match query.load_resnet_trunk(path) {
+        Ok(report) => Ok(PretrainedLoad {
+            form: PretrainedForm::ResNet50dTrunk,
+            report,
+        }),
+        Err(as_trunk) => Err(PretrainedError::NeitherForm {
+            path: path.to_path_buf(),
+            as_encoder: Box::new(as_encoder),
+            as_trunk: Box::new(as_trunk),
+        }),
+    }
+}
+
+/// The warning for a run without `run.pretrained` whose trunk has timm `resnet50d`'s shape (the
+/// paper's model, which starts from ImageNet weights); `None` when pretrained weights are set or
+/// could not fit (a smaller trunk, as in the CPU demo).
+pub fn missing_pretrained_warning(model: &ModelConfig, pretrained: &Path) -> Option<String> {
+    let full = ModelConfig::full();
+    let resnet50d_trunk = model.trunk_layers == full.trunk_layers
+        && model.trunk_channels == full.trunk_channels
+        && model.stem_width == full.stem_width;
+    (pretrained.as_os_str().is_empty() && resnet50d_trunk).then(|| {
+        format!(
+            "run.pretrained is empty: the ResNet-50-D trunk starts from random weights, not \
+             from ImageNet as in the paper. Save timm's resnet50d weights (model.safetensors \
+             of timm/resnet50d.ra2_in1k) as {RESNET50D_FILE} and set \
+             run.pretrained = \"{RESNET50D_FILE}\" (README, \"Pretrained trunk\")."
+        )
+    })
+}
