@@ -8,53 +8,19 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+mod common;
+
 use candle_core::Tensor;
 use trainer::config::Config;
 use trainer::train::{Outcome, Trainer};
 
 fn tiny_config(data: &Path, runs: &Path, method: &str) -> Config {
-    let text = format!(
-        r#"
-[run]
-name = "t"
-output_dir = "{runs}"
-epochs = 2
-batch_size = 8
-[data]
-split_dir = "{data}/split"
-source = "{data}/synth"
-synthetic = true
-synthetic_scale = 0.004
-synthetic_size = "64x48"
-synthetic_min_per_class = 10
-protocol = "stratified"
-workers = 2
-[model]
-trunk_layers = [1, 1, 1]
-trunk_channels = [4, 8, 8]
-stem_width = 4
-embed_dim = 16
-depth = 1
-num_heads = 2
-mlp_ratio = 2.0
-image_size = 32
-num_classes = 7
-proj_hidden = 32
-proj_dim = 16
-[method]
-name = "{method}"
-momentum = 0.9
-[loss]
-queue_size = 64
-[optim]
-lr = 1e-3
-warmup_epochs = 1
-grad_clip = 1.0
-"#,
-        runs = runs.display(),
-        data = data.display()
-    );
-    Config::from_toml_str(&text, "tiny", &[]).unwrap()
+    Config::from_toml_str(
+        &common::tiny_config_text(data, runs, method, 2),
+        "tiny",
+        &[],
+    )
+    .unwrap()
 }
 
 fn tensors(t: &Trainer) -> HashMap<String, Vec<u8>> {

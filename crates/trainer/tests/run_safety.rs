@@ -8,47 +8,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use trainer::config::Config;
 use trainer::train::Trainer;
 
 fn tiny_config_text(data: &Path, runs: &Path, epochs: usize) -> String {
-    format!(
-        r#"
-[run]
-name = "t"
-output_dir = "{runs}"
-epochs = {epochs}
-batch_size = 8
-[data]
-split_dir = "{data}/split"
-source = "{data}/synth"
-synthetic = true
-synthetic_scale = 0.004
-synthetic_size = "64x48"
-synthetic_min_per_class = 10
-protocol = "stratified"
-workers = 2
-[model]
-trunk_layers = [1, 1, 1]
-trunk_channels = [4, 8, 8]
-stem_width = 4
-embed_dim = 16
-depth = 1
-num_heads = 2
-mlp_ratio = 2.0
-image_size = 32
-num_classes = 7
-proj_hidden = 32
-proj_dim = 16
-[method]
-name = "ce"
-[optim]
-lr = 1e-3
-warmup_epochs = 1
-"#,
-        runs = runs.display(),
-        data = data.display()
-    )
+    common::tiny_config_text(data, runs, "ce", epochs)
 }
 
 fn tiny_config(data: &Path, runs: &Path) -> Config {
