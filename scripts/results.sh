@@ -26,12 +26,12 @@ table() {
   local seeds=$1 extra=$2
   local labels=()
   for row in "${rows[@]}"; do labels+=("${row%%|*}"); done
-  python3 - "$out" "$seeds" "$extra" "${labels[@]}" > RESULTS.md <<'PY'
+  # Only the block between the results markers is rewritten; the prose around it stays.
+  python3 - "$out" "$seeds" "$extra" "${labels[@]}" > RESULTS.md.block <<'PY'
 import glob, json, os, re, statistics as st, sys
 out, seeds, extra, *labels = sys.argv[1:]
 def name(label):
     return re.sub(r"[^a-zA-Z0-9\n-]", "_", label)
-print("# Results on the synthetic set\n")
 cmd = f"scripts/results.sh {seeds} {extra}".rstrip()
 print(f"Command: `{cmd}` — configs/demo.toml (synthetic ISIC-like set, tiny")
 print("Hybrid-ViT, CPU, 24 epochs), balanced validation and test sets (4 and 8 images per class), best validation")
@@ -51,7 +51,20 @@ for label in labels:
     cell = lambda c: f"{st.mean(c):.1f} ± {st.stdev(c):.1f}" if len(c) > 1 else f"{c[0]:.1f}"
     print(f"| {label} | {len(vals)} | " + " | ".join(cell(c) for c in zip(*vals)) + " |")
 PY
-  echo "wrote RESULTS.md"
+  python3 - <<'PY'
+start, end = "<!-- results:start -->", "<!-- results:end -->"
+block = open("RESULTS.md.block").read().rstrip()
+text = open("RESULTS.md").read() if __import__("os").path.exists("RESULTS.md") else ""
+if start in text and end in text:
+    head, rest = text.split(start, 1)
+    text = head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
+else:
+    text = text.rstrip() + "\n\n" + start + "\n" + block + "\n" + end + "\n"
+open("RESULTS.md.tmp", "w").write(text)
+__import__("os").replace("RESULTS.md.tmp", "RESULTS.md")
+__import__("os").remove("RESULTS.md.block")
+PY
+  echo "wrote the results block of RESULTS.md"
 }
 
 if [ "${1:-}" = table ]; then
