@@ -28,6 +28,15 @@ fn run_folders(runs: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// Held by the test that checks the run lock and by the tests that start processes: a child
+/// spawned while the lock test runs holds a copy of the lock's descriptor until it execs, and on
+/// a loaded machine that window is long enough to keep the "released" lock held.
+static SPAWN_GUARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn spawn_guard() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_GUARD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn no_stop() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
 }
@@ -58,6 +67,7 @@ fn missing_val_image_fails_setup_naming_the_row_and_leaves_no_run_folder() {
 
 #[test]
 fn second_writer_is_refused_and_files_are_world_readable() {
+    let _guard = spawn_guard();
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let first = Trainer::create(tiny_config(tmp.path(), &runs), no_stop()).unwrap();
@@ -125,6 +135,7 @@ fn predict_reports_an_unreadable_image_and_predicts_the_others() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_training_with_a_checkpoint() {
+    let _guard = spawn_guard();
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let config = tmp.path().join("long.toml");
