@@ -12,7 +12,7 @@ use dataset::split_files::SplitProtocol;
 use dataset::synth::{generate_synthetic_isic, parse_size, SynthOptions};
 
 #[derive(Parser)]
-#[command(name = "xtask", about = "SPMix project automation")]
+#[command(name = "xtask", version, about = "SPMix project automation")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,6 +81,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a redirected log stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

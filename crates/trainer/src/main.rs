@@ -12,7 +12,11 @@ use trainer::config::Config;
 use trainer::train::{self, Outcome, Trainer};
 
 #[derive(Parser)]
-#[command(name = "trainer", about = "SPMix training, evaluation and prediction")]
+#[command(
+    name = "trainer",
+    version,
+    about = "SPMix training, evaluation and prediction"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a redirected log stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(code) => code,

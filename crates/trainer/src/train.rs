@@ -496,7 +496,7 @@ impl Trainer {
             };
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} steps {msg}",
+                    "epoch {prefix} [{bar:30}] {pos}/{len} steps ({per_sec}) {msg}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
