@@ -38,6 +38,7 @@ enum Command {
         /// Use a plain stratified split by lesion with these train:val:test weights instead, e.g. 7:1:2.
         #[arg(long, conflicts_with_all = ["val_per_class", "test_per_class"])]
         stratified: Option<String>,
+        /// Seed of the split: the same seed gives the same split of the same data.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Also use ISIC2018's official validation images (ISIC layout).
@@ -56,6 +57,7 @@ enum Command {
     },
     /// Write a synthetic long-tailed data set in the ISIC2018 Task 3 layout.
     SynthIsic {
+        /// The folder to write the data set into (ISIC2018 Task 3 layout), e.g. data/synthetic.
         #[arg(long)]
         out: PathBuf,
         /// Multiplies ISIC2018's class counts (1.0 gives 10,015 images).
@@ -64,6 +66,7 @@ enum Command {
         /// Image size WIDTHxHEIGHT.
         #[arg(long, default_value = "300x225")]
         size: String,
+        /// Seed of the generator: the same seed gives the same images.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// No class gets fewer images than this.

@@ -213,11 +213,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, Tra
     let st = dir.join("state.safetensors");
     let tensors = candle_core::safetensors::load(&st, device)
         .with_context(|| format!("reading checkpoint {}", st.display()))?;
-    let js = dir.join("state.json");
-    let text = std::fs::read_to_string(&js).with_context(|| format!("reading {}", js.display()))?;
-    let state: TrainState =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", js.display()))?;
-    Ok((tensors, state))
+    Ok((tensors, load_state(dir)?))
 }
 
 /// Which checkpoint of a run to use.
@@ -240,7 +236,7 @@ pub fn find(run_dir: &Path, which: Which) -> Result<PathBuf> {
     match which {
         Which::Last => Ok(step_dir(run_dir, last)),
         Which::Best => {
-            let (_, state) = load_state_only(&step_dir(run_dir, last))?;
+            let state = load_state(&step_dir(run_dir, last))?;
             let best = state.best_step.unwrap_or(last);
             let d = step_dir(run_dir, best);
             if !d.exists() {
@@ -251,13 +247,11 @@ pub fn find(run_dir: &Path, which: Which) -> Result<PathBuf> {
     }
 }
 
-fn load_state_only(dir: &Path) -> Result<(PathBuf, TrainState)> {
+/// The [`TrainState`] of a checkpoint folder, without its tensors.
+pub fn load_state(dir: &Path) -> Result<TrainState> {
     let js = dir.join("state.json");
     let text = std::fs::read_to_string(&js).with_context(|| format!("reading {}", js.display()))?;
-    Ok((
-        js.clone(),
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", js.display()))?,
-    ))
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", js.display()))
 }
 
 /// Tensors of `map` under `prefix`, with the prefix removed.

@@ -32,10 +32,11 @@ enum Command {
         /// Override a config value: --set optim.lr=1e-4 (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Continue the run in this folder from its last checkpoint.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set"])]
+        /// Continue the run in this folder from its last checkpoint; with --set run.epochs=N
+        /// (the only key that may change) extend it to N epochs.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
         resume: Option<PathBuf>,
-        /// cpu or cuda:N (overrides run.device).
+        /// cpu or cuda:N, e.g. --device cuda:0 (overrides run.device).
         #[arg(long)]
         device: Option<String>,
         /// Skip the final test evaluation.
@@ -45,12 +46,16 @@ enum Command {
     /// Evaluate a run's checkpoint on a split; writes report.md/.json, confusion.png and
     /// predictions.csv into RUN_DIR/eval-<split>-<checkpoint>/.
     Eval {
+        /// The run folder (as `train` printed it), e.g. runs/demo-spmix-20261201-044030.
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
+        /// Which split of the run's data to evaluate.
         #[arg(long, default_value = "test", value_parser = ["val", "test"])]
         split: String,
+        /// The checkpoint: best on validation, or the last one written.
         #[arg(long, value_enum, default_value = "best")]
         checkpoint: Which,
+        /// cpu or cuda:N, e.g. --device cuda:0 (default: the run's run.device).
         #[arg(long)]
         device: Option<String>,
     },
@@ -58,16 +63,20 @@ enum Command {
     /// An unreadable image gets a warning and a row with only its error; the others are still
     /// predicted; the exit status is then 1.
     Predict {
+        /// The run folder whose model predicts, e.g. runs/demo-spmix-20261201-044030.
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
+        /// The checkpoint: best on validation, or the last one written.
         #[arg(long, value_enum, default_value = "best")]
         checkpoint: Which,
+        /// cpu or cuda:N, e.g. --device cuda:0 (default: the run's run.device).
         #[arg(long)]
         device: Option<String>,
         /// Refuse images with more pixels than this (checked from the header before decoding).
         #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
         max_pixels: u64,
-        #[arg(required = true)]
+        /// Image files (JPEG or PNG, recognised by content), e.g. data/isic/ISIC_0024306.jpg.
+        #[arg(required = true, value_name = "IMAGES")]
         images: Vec<PathBuf>,
     },
 }
@@ -112,7 +121,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
             .context("installing the Ctrl-C / SIGTERM handler")?;
             let mut trainer = match resume {
-                Some(dir) => Trainer::resume(&dir, device.as_deref(), stop)?,
+                Some(dir) => Trainer::resume_with(&dir, device.as_deref(), &set, stop)?,
                 None => {
                     let path = config.expect("clap requires --config without --resume");
                     let mut cfg = Config::from_file(&path, &set)?;

@@ -238,8 +238,48 @@ impl Trainer {
     /// Continues the run in `dir` from its last checkpoint (or from the start when it has none).
     /// `device` overrides the configured device when given.
     pub fn resume(dir: &Path, device: Option<&str>, stop: Arc<AtomicBool>) -> Result<Self> {
+        Self::resume_with(dir, device, &[], stop)
+    }
+
+    /// [`Self::resume`] after `--set` overrides. Only `run.epochs` may change, to extend a run
+    /// (not below the epochs already done); any other key is refused, naming it, since the rest
+    /// of a run's config is what its checkpoints were made with. The new value is written to the
+    /// run's `config.toml`.
+    pub fn resume_with(
+        dir: &Path,
+        device: Option<&str>,
+        overrides: &[String],
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self> {
         let (mut cfg, info) = run_dir::open(dir)?;
         let lock = RunLock::acquire(dir)?;
+        if !overrides.is_empty() {
+            for o in overrides {
+                let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
+                if key != "run.epochs" {
+                    bail!(
+                        "--set {o}: only run.epochs can change when resuming {} (it extends the \
+                         run); {key} is fixed by the run's config.toml",
+                        dir.display()
+                    );
+                }
+            }
+            cfg = Config::from_toml_str(&cfg.to_toml(), "the run's config.toml", overrides)?;
+            let done = checkpoint::list(dir)?
+                .last()
+                .map(|&s| checkpoint::load_state(&checkpoint::step_dir(dir, s)))
+                .transpose()?
+                .map_or(0, |st| st.epoch);
+            if cfg.run.epochs < done {
+                bail!(
+                    "--set run.epochs={}: {} has already trained {done} epochs",
+                    cfg.run.epochs,
+                    dir.display()
+                );
+            }
+            run_dir::write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            tracing::info!("{}: run.epochs is now {}", dir.display(), cfg.run.epochs);
+        }
         if let Some(d) = device {
             cfg.run.device = d.to_string();
         }

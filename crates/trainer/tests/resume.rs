@@ -161,6 +161,44 @@ fn ce_runs_and_resume_of_a_finished_run_is_a_no_op() {
     assert_eq!(b.state(), &finished);
 }
 
+/// `--resume DIR --set run.epochs=N` extends a finished run by the missing epochs and records
+/// the new length; any other key, or fewer epochs than already done, is refused by name.
+#[test]
+fn a_finished_run_is_extended_with_more_epochs_and_other_keys_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_config(tmp.path(), &tmp.path().join("runs"), "ce");
+    cfg.run.epochs = 2;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut a = Trainer::create(cfg, Arc::clone(&stop)).unwrap();
+    a.progress = false;
+    assert_eq!(a.fit().unwrap(), Outcome::Finished);
+    let dir = a.run_dir.clone();
+    drop(a);
+    let refused = |set: &str| {
+        let e = Trainer::resume_with(&dir, None, &[set.to_string()], Arc::clone(&stop))
+            .err()
+            .unwrap_or_else(|| panic!("{set} was accepted"));
+        format!("{e:#}")
+    };
+    let e = refused("optim.lr=1e-2");
+    assert!(
+        e.contains("optim.lr") && e.contains("only run.epochs"),
+        "{e}"
+    );
+    let e = refused("run.epochs=1");
+    assert!(e.contains("already trained 2 epochs"), "{e}");
+    let mut b =
+        Trainer::resume_with(&dir, None, &["run.epochs=3".to_string()], Arc::clone(&stop)).unwrap();
+    b.progress = false;
+    assert_eq!(b.fit().unwrap(), Outcome::Finished);
+    assert_eq!(b.state().epoch, 3);
+    assert_eq!(b.state().history.len(), 3);
+    drop(b);
+    // The new length is the run's own now: a plain resume has nothing left to do.
+    let (cfg, _) = trainer::run_dir::open(&dir).unwrap();
+    assert_eq!(cfg.run.epochs, 3);
+}
+
 /// The seeded re-draw follows the model crate's own initialisers: every variable's spread stays
 /// within 30% of candle's random draw (variables with at least 256 values), constants stay.
 #[test]
