@@ -380,6 +380,20 @@ impl Trainer {
             (None, None, Vec::new())
         };
         let vars = query.trainable_vars();
+        let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+        tracing::info!(
+            "{} ({}): {parameters} trainable parameters in {} variables; {} epochs of batch {}, \
+             AdamW lr {:e} wd {}, {} warm-up epochs, seed {}",
+            cfg.method.name.as_str(),
+            cfg.run.device,
+            vars.len(),
+            cfg.run.epochs,
+            cfg.run.batch_size,
+            cfg.optim.lr,
+            cfg.optim.weight_decay,
+            cfg.optim.warmup_epochs,
+            cfg.run.seed
+        );
         let opt = AdamW::new(
             vars.clone(),
             AdamWParams {
