@@ -15,10 +15,35 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::train::{StepObserver, StepRecord};
+use crate::methods;
+
+/// What one optimiser step did.
+pub struct StepRecord<'a> {
+    /// 0-based epoch and step within it.
+    pub epoch: usize,
+    pub step: usize,
+    /// 0-based optimiser step over the run (before this step's increment).
+    pub global_step: u64,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// The loss the gradients came from.
+    pub loss: f64,
+    /// Global l2 norm of all gradients before clipping.
+    pub grad_norm: f64,
+    /// The loader's batches (images after augmentation, labels, indices).
+    pub batch: &'a dataset::loader::LoadedStep,
+    /// SPMix's mixing ratios of the step.
+    pub ratios: Option<&'a methods::MixRatios>,
+    /// The step's gradients (after any clipping) of the query network's `vars`.
+    pub grads: &'a candle_core::backprop::GradStore,
+    pub vars: &'a [(String, Var)],
+}
+
+/// A per-step callback, see [`crate::train::Trainer::observer`].
+pub type StepObserver = Box<dyn FnMut(&StepRecord) -> Result<()> + Send>;
 
 /// One optimiser step of a trace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

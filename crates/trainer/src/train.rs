@@ -31,6 +31,7 @@ use crate::metrics::EvalMetrics;
 use crate::run_dir;
 use crate::run_lock::RunLock;
 use crate::schedule::{clip_grad_norm, AdamW, AdamWParams, LrSchedule};
+use crate::step_trace::{StepObserver, StepRecord};
 
 const TAG_QUEUE: u64 = 0x5155_4555;
 
@@ -184,31 +185,6 @@ pub struct Trainer {
     /// The lock on the run folder, held while this trainer lives.
     run_lock: Option<RunLock>,
 }
-
-/// What one optimiser step did.
-pub struct StepRecord<'a> {
-    /// 0-based epoch and step within it.
-    pub epoch: usize,
-    pub step: usize,
-    /// 0-based optimiser step over the run (before this step's increment).
-    pub global_step: u64,
-    /// Learning rate of the step.
-    pub lr: f64,
-    /// The loss the gradients came from.
-    pub loss: f64,
-    /// Global l2 norm of all gradients before clipping.
-    pub grad_norm: f64,
-    /// The loader's batches (images after augmentation, labels, indices).
-    pub batch: &'a dataset::loader::LoadedStep,
-    /// SPMix's mixing ratios of the step.
-    pub ratios: Option<&'a methods::MixRatios>,
-    /// The step's gradients (after any clipping) of the query network's `vars`.
-    pub grads: &'a candle_core::backprop::GradStore,
-    pub vars: &'a [(String, Var)],
-}
-
-/// A per-step callback, see [`Trainer::observer`].
-pub type StepObserver = Box<dyn FnMut(&StepRecord) -> Result<()> + Send>;
 
 fn is_contrastive(m: MethodName) -> bool {
     matches!(m, MethodName::Paco | MethodName::Spmix)
