@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod ensure_split;
 pub mod evaluate;
 pub mod init;
 pub mod methods;

@@ -1,4 +1,4 @@
-//! The training loop: data preparation, network construction, steps of the configured method,
+//! The training loop (the split itself is [`crate::ensure_split`]'s): network construction, steps of the configured method,
 //! AdamW with warm-up + cosine, validation every epoch, checkpoints (last + best) with exact
 //! resume, and the final test evaluation of the best checkpoint.
 //!
@@ -24,7 +24,8 @@ use model::{LoadOptions, MomentumKeyNetwork, QueryNetwork};
 use supcon::{LabelledQueue, PacoLoss, QueueInit};
 
 use crate::checkpoint::{self, Action, EpochRow, KeepPolicy, TrainState};
-use crate::config::{Config, DataConfig, DeviceSpec, MethodName, SelectMetric};
+use crate::config::{Config, DeviceSpec, MethodName, SelectMetric};
+pub use crate::ensure_split::ensure_split;
 use crate::evaluate;
 use crate::methods::{self, StepContext};
 use crate::metrics::EvalMetrics;
@@ -43,105 +44,6 @@ pub fn open_device(spec: &str) -> Result<Device> {
             format!("cannot open cuda:{n} (build with `--features cuda` and check the driver)")
         }),
     }
-}
-
-/// The split protocol the `[data]` section asks for.
-fn wanted_protocol(data: &DataConfig) -> dataset::split_files::SplitProtocol {
-    if data.protocol == "stratified" {
-        dataset::split_files::SplitProtocol::Stratified {
-            ratios: data.ratios,
-        }
-    } else {
-        dataset::split_files::SplitProtocol::Balanced {
-            val_per_class: data.val_per_class,
-            test_per_class: data.test_per_class,
-        }
-    }
-}
-
-/// When the config prepares its own split (`data.source` set), an existing `split.json` must
-/// have been made with the same protocol and seed: otherwise a changed config would silently
-/// train and evaluate on an old split.
-fn check_prepared_split(data: &DataConfig) -> Result<()> {
-    if data.source.as_os_str().is_empty() {
-        return Ok(());
-    }
-    let m = dataset::split_files::SplitManifest::read(&data.split_dir)
-        .with_context(|| format!("reading the split in {}", data.split_dir.display()))?;
-    let wanted = wanted_protocol(data);
-    if m.protocol != wanted || m.seed != data.split_seed {
-        bail!(
-            "{} was prepared with {:?} and seed {}, but the config asks for {:?} and data.split_seed = {}; \
-             delete that folder to prepare it again, or set data.split_dir to another folder",
-            data.split_dir.join(dataset::split_files::MANIFEST_FILE).display(),
-            m.protocol,
-            m.seed,
-            wanted,
-            data.split_seed
-        );
-    }
-    Ok(())
-}
-
-/// Makes sure `split_dir` holds a prepared split: when `split.json` is missing and `data.source`
-/// is set, generates the synthetic set there first (if `data.synthetic` and it does not exist)
-/// and prepares the split with saliency maps.
-pub fn ensure_split(data: &DataConfig) -> Result<()> {
-    let manifest = data.split_dir.join(dataset::split_files::MANIFEST_FILE);
-    if manifest.exists() {
-        return check_prepared_split(data);
-    }
-    if data.source.as_os_str().is_empty() {
-        bail!(
-            "split folder {} has no split.json: run `cargo xtask prepare-isic --root <ISIC2018> --out {}` \
-             or set data.source in the config",
-            data.split_dir.display(),
-            data.split_dir.display()
-        );
-    }
-    if !data.source.exists() {
-        if !data.synthetic {
-            bail!("data.source {} does not exist", data.source.display());
-        }
-        let (width, height) = dataset::synth::parse_size(&data.synthetic_size)?;
-        let opts = dataset::synth::SynthOptions {
-            scale: data.synthetic_scale,
-            width,
-            height,
-            seed: data.split_seed,
-            min_per_class: data.synthetic_min_per_class,
-            ..Default::default()
-        };
-        tracing::info!(
-            "generating the synthetic data set in {}",
-            data.source.display()
-        );
-        let s = dataset::synth::generate_synthetic_isic(&data.source, &opts, false).with_context(
-            || format!("generating the synthetic set in {}", data.source.display()),
-        )?;
-        tracing::info!("{} synthetic images, {} lesions", s.images, s.lesions);
-    }
-    let protocol = wanted_protocol(data);
-    let opts = dataset::prepare::PrepareOptions {
-        protocol,
-        seed: data.split_seed,
-        ..dataset::prepare::PrepareOptions::new(&data.source, &data.split_dir)
-    };
-    tracing::info!(
-        "preparing the split and saliency maps in {}",
-        data.split_dir.display()
-    );
-    let report = dataset::prepare::prepare_split(&opts).with_context(|| {
-        format!(
-            "preparing {} from {}",
-            data.split_dir.display(),
-            data.source.display()
-        )
-    })?;
-    for w in &report.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(())
 }
 
 /// How [`Trainer::fit`] ended.
