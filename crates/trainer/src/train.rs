@@ -1,6 +1,6 @@
-//! The training loop (the split itself is [`crate::ensure_split`]'s): network construction, steps of the configured method,
-//! AdamW with warm-up + cosine, validation every epoch, checkpoints (last + best) with exact
-//! resume, and the final test evaluation of the best checkpoint.
+//! The training loop: network construction, steps of the configured method, AdamW with warm-up +
+//! cosine, validation every epoch, checkpoints (last + best) with exact resume, and the final test
+//! evaluation of the best checkpoint. The split it trains on is [`crate::ensure_split`]'s.
 //!
 //! Exactness: the initial weights, sampler order, augmentations, mixing noise and queue
 //! initialisation all derive from `run.seed` (and the epoch and step), and a checkpoint holds
