@@ -16,6 +16,8 @@ rows=(
   "ce|--set method.name=\"ce\""
   "ce-resample|--set method.name=\"ce-resample\""
   "paco|--set method.name=\"paco\""
+  "mislas|--set method.name=\"mislas\""
+  "bcl|--set method.name=\"bcl\""
   "spmix, no patch (saliency per sample)|--set mix.patch=false"
   "spmix, no saliency (random per patch)|--set mix.saliency=false"
   "spmix, neither (plain token mixup)|--set mix.patch=false --set mix.saliency=false"

@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 use model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::methods::bcl::BclSection;
+pub use crate::methods::mislas::{MislasSection, Shape as SmoothingShape};
+
 /// Errors of reading, overriding and validating a configuration; each names the file or key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -69,6 +72,8 @@ pub struct Config {
     pub optim: OptimConfig,
     pub eval: EvalConfig,
     pub augment: AugmentSection,
+    pub mislas: MislasSection,
+    pub bcl: BclSection,
 }
 
 impl Default for Config {
@@ -83,6 +88,8 @@ impl Default for Config {
             optim: OptimConfig::default(),
             eval: EvalConfig::default(),
             augment: AugmentSection::default(),
+            mislas: MislasSection::default(),
+            bcl: BclSection::default(),
         }
     }
 }
@@ -189,6 +196,12 @@ pub enum MethodName {
     /// SPMix: lesion-aware patch mixing of instance and class-balanced batches + PaCo.
     #[serde(rename = "spmix")]
     Spmix,
+    /// MiSLAS: mixup + CE, then classifier re-training with label-aware smoothing (`[mislas]`).
+    #[serde(rename = "mislas")]
+    Mislas,
+    /// BCL: balanced contrastive loss with class prototypes + logit-compensated CE (`[bcl]`).
+    #[serde(rename = "bcl")]
+    Bcl,
 }
 
 impl MethodName {
@@ -199,6 +212,8 @@ impl MethodName {
             Self::CeResample => "ce-resample",
             Self::Paco => "paco",
             Self::Spmix => "spmix",
+            Self::Mislas => "mislas",
+            Self::Bcl => "bcl",
         }
     }
 }
@@ -618,6 +633,9 @@ impl Config {
                 "augment.crop_scale = [{lo}, {hi}]: needs 0 < min <= max <= 1"
             ));
         }
+        self.mislas
+            .validate(self.method.name == MethodName::Mislas, self.run.epochs)?;
+        self.bcl.validate()?;
         if self.eval.batch_size == 0 || self.data.prefetch == 0 {
             return Err("eval.batch_size and data.prefetch must be at least 1".into());
         }

@@ -67,6 +67,10 @@ pub struct Trainer {
     key: Option<MomentumKeyNetwork>,
     queue: Option<LabelledQueue>,
     paco: Option<PacoLoss>,
+    /// BCL's prototype head and loss (method `bcl`).
+    bcl: Option<methods::bcl::BclState>,
+    /// MiSLAS's stage split and loss (method `mislas`), with stage 2's class-balanced loader.
+    mislas: Option<(methods::mislas::MislasState, Loader)>,
     /// `log(prior + 1e-9)` of the PaCo logit adjustment (empty without PaCo).
     log_prior: Vec<f64>,
     vars: Vec<(String, Var)>,
@@ -141,6 +145,14 @@ impl Trainer {
                         dir.display()
                     );
                 }
+            }
+            if cfg.method.name == MethodName::Mislas {
+                bail!(
+                    "--set {}: a MiSLAS run cannot be extended ({} is split into its two stages \
+                     by run.epochs and mislas.stage2_epochs)",
+                    overrides.join(" "),
+                    dir.display()
+                );
             }
             cfg = Config::from_toml_str(&cfg.to_toml(), "the run's config.toml", overrides)?;
             let done = checkpoint::list(dir)?
@@ -257,7 +269,21 @@ impl Trainer {
         } else {
             (None, None, Vec::new())
         };
-        let vars = query.trainable_vars();
+        let bcl = if m == MethodName::Bcl {
+            Some(methods::bcl::BclState::new(
+                &query,
+                &cfg.bcl,
+                &train.class_counts(),
+                cfg.run.seed,
+                &device,
+            )?)
+        } else {
+            None
+        };
+        let mut vars = query.trainable_vars();
+        if let Some(b) = &bcl {
+            vars.extend(b.trainable_vars());
+        }
         let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
         tracing::info!(
             "{} ({}): {parameters} trainable parameters in {} variables; {} epochs of batch {}, \
@@ -282,25 +308,44 @@ impl Trainer {
             },
         )?;
         let (mode, sampler) = match m {
-            MethodName::Ce => (LoaderMode::Baseline, BaselineSampler::Instance),
+            MethodName::Ce | MethodName::Mislas => {
+                (LoaderMode::Baseline, BaselineSampler::Instance)
+            }
             MethodName::CeResample => (LoaderMode::Baseline, BaselineSampler::ClassBalanced),
-            MethodName::Paco | MethodName::Spmix => (LoaderMode::Spmix, BaselineSampler::Instance),
+            MethodName::Paco | MethodName::Spmix | MethodName::Bcl => {
+                (LoaderMode::Spmix, BaselineSampler::Instance)
+            }
         };
-        let loader = Loader::new(
-            Arc::clone(&train),
-            mode,
-            evaluate::augment_config(&cfg),
-            LoaderConfig {
-                batch_size: cfg.run.batch_size,
-                threads: cfg.data.workers,
-                prefetch: cfg.data.prefetch,
-                with_saliency: m == MethodName::Spmix,
-                class_weight_exponent: cfg.method.class_weight_exponent,
-                baseline_sampler: sampler,
-                ..LoaderConfig::default()
-            },
-            cfg.run.seed,
-        )?;
+        let make_loader = |mode: LoaderMode, sampler: BaselineSampler| {
+            Loader::new(
+                Arc::clone(&train),
+                mode,
+                evaluate::augment_config(&cfg),
+                LoaderConfig {
+                    batch_size: cfg.run.batch_size,
+                    threads: cfg.data.workers,
+                    prefetch: cfg.data.prefetch,
+                    with_saliency: m == MethodName::Spmix,
+                    class_weight_exponent: cfg.method.class_weight_exponent,
+                    baseline_sampler: sampler,
+                    ..LoaderConfig::default()
+                },
+                cfg.run.seed,
+            )
+        };
+        let loader = make_loader(mode, sampler)?;
+        let mislas = if m == MethodName::Mislas {
+            let state = methods::mislas::MislasState::new(
+                &cfg.mislas,
+                cfg.run.epochs,
+                &train.class_counts(),
+                &device,
+            )?;
+            let stage2 = make_loader(LoaderMode::Baseline, BaselineSampler::ClassBalanced)?;
+            Some((state, stage2))
+        } else {
+            None
+        };
         Ok(Self {
             cfg,
             run_dir,
@@ -310,6 +355,8 @@ impl Trainer {
             key,
             queue,
             paco,
+            bcl,
+            mislas,
             log_prior,
             vars,
             opt,
@@ -364,6 +411,9 @@ impl Trainer {
         if let Some(q) = &self.queue {
             out.extend(q.to_tensors("queue.")?);
         }
+        if let Some(b) = &self.bcl {
+            out.extend(b.tensors()?);
+        }
         Ok(out)
     }
 
@@ -372,6 +422,9 @@ impl Trainer {
         if let Some(key) = &self.key {
             key.load_tensors(checkpoint::strip_prefix(tensors, "key."), origin)
                 .with_context(|| format!("{origin}: key network"))?;
+        }
+        if let Some(b) = &self.bcl {
+            b.load(tensors, origin)?;
         }
         if self.queue.is_some() {
             self.queue = Some(
@@ -384,11 +437,42 @@ impl Trainer {
 
     fn schedule(&self) -> LrSchedule {
         let spe = self.loader.steps_per_epoch();
+        // MiSLAS: the warm-up + cosine spans stage 1; stage 2 restarts its own (see `lr_at`).
+        let epochs = self
+            .mislas
+            .as_ref()
+            .map_or(self.cfg.run.epochs, |(m, _)| m.stage1_epochs);
         LrSchedule {
             base_lr: self.cfg.optim.lr,
             min_lr: self.cfg.optim.min_lr,
             warmup_steps: self.cfg.optim.warmup_epochs * spe,
-            total_steps: self.cfg.run.epochs * spe,
+            total_steps: epochs * spe,
+        }
+    }
+
+    /// The learning rate of optimiser step `global_step` in epoch `epoch` (0-based).
+    fn lr_at(&self, schedule: &LrSchedule, epoch: usize, global_step: u64) -> f64 {
+        match &self.mislas {
+            Some((m, stage2)) if m.in_stage2(epoch) => {
+                let stage1_steps = m.stage1_epochs * self.loader.steps_per_epoch();
+                let spe = stage2.steps_per_epoch();
+                LrSchedule {
+                    base_lr: self.cfg.optim.lr * self.cfg.mislas.stage2_lr_scale,
+                    min_lr: self.cfg.optim.min_lr,
+                    warmup_steps: 0,
+                    total_steps: self.cfg.mislas.stage2_epochs * spe,
+                }
+                .lr_at((global_step as usize).saturating_sub(stage1_steps))
+            }
+            _ => schedule.lr_at(global_step as usize),
+        }
+    }
+
+    /// The loader of epoch `epoch` (0-based): MiSLAS's stage 2 has its class-balanced one.
+    fn loader_for(&self, epoch: usize) -> &Loader {
+        match &self.mislas {
+            Some((m, stage2)) if m.in_stage2(epoch) => stage2,
+            _ => &self.loader,
         }
     }
 
@@ -415,11 +499,11 @@ impl Trainer {
     /// Trains until all epochs are done, the stop flag is raised, or [`Self::halt_at_step`].
     pub fn fit(&mut self) -> Result<Outcome> {
         let epochs = self.cfg.run.epochs;
-        let spe = self.loader.steps_per_epoch();
         let schedule = self.schedule();
         let bs = self.cfg.run.batch_size;
         while self.state.epoch < epochs {
             let e = self.state.epoch;
+            let spe = self.loader_for(e).steps_per_epoch();
             let start = Instant::now();
             let bar = if self.progress {
                 indicatif::ProgressBar::new(spe as u64)
@@ -435,11 +519,14 @@ impl Trainer {
             );
             bar.set_prefix(format!("{}/{}", e + 1, epochs));
             bar.set_position(self.state.next_step as u64);
-            let mut lr = schedule.lr_at(self.state.global_step as usize);
-            for step in self.loader.epoch_from(e as u64, self.state.next_step) {
+            let mut lr = self.lr_at(&schedule, e, self.state.global_step);
+            let epoch_steps = self
+                .loader_for(e)
+                .epoch_from(e as u64, self.state.next_step);
+            for step in epoch_steps {
                 let step = step.with_context(|| format!("loading epoch {} step", e + 1))?;
                 let s = step.step;
-                lr = schedule.lr_at(self.state.global_step as usize);
+                lr = self.lr_at(&schedule, e, self.state.global_step);
                 let ctx = StepContext {
                     cfg: &self.cfg,
                     device: &self.device,
@@ -447,6 +534,8 @@ impl Trainer {
                     key: self.key.as_ref(),
                     queue: self.queue.as_ref(),
                     paco: self.paco.as_ref(),
+                    bcl: self.bcl.as_ref(),
+                    mislas: self.mislas.as_ref().map(|(m, _)| m),
                     epoch: e,
                     step: s,
                 };
@@ -454,6 +543,8 @@ impl Trainer {
                     MethodName::Ce | MethodName::CeResample => methods::ce::step(&ctx, &step)?,
                     MethodName::Paco => methods::paco::step(&ctx, &step)?,
                     MethodName::Spmix => methods::spmix::step(&ctx, &step)?,
+                    MethodName::Mislas => methods::mislas::step(&ctx, &step)?,
+                    MethodName::Bcl => methods::bcl::step(&ctx, &step)?,
                 };
                 let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !loss.is_finite() {

@@ -43,7 +43,15 @@ fn rows_change_only_their_switch() {
         f(&mut c);
         c
     };
-    let rows: [(&str, Config); 8] = [
+    let rows: [(&str, Config); 10] = [
+        (
+            "baselines/mislas.toml",
+            with(&|c| c.method.name = MethodName::Mislas),
+        ),
+        (
+            "baselines/bcl.toml",
+            with(&|c| c.method.name = MethodName::Bcl),
+        ),
         (
             "baselines/ce.toml",
             with(&|c| c.method.name = MethodName::Ce),
