@@ -114,7 +114,7 @@ impl BclState {
             .lock()
             .expect("init-law table poisoned")
             .iter()
-            .map(|(k, law)| (format!("{CHECKPOINT_PREFIX}{k}"), law.clone()))
+            .map(|(k, law)| (format!("{CHECKPOINT_PREFIX}{k}"), *law))
             .collect();
         let state = Self {
             head,

@@ -32,7 +32,7 @@ use supcon::{LabelAwareSmoothing, SmoothingShape};
 use super::{StepContext, StepOutput};
 
 /// Seed tag of the mixup draws (lambda and permutation).
-const TAG_MIXUP: u64 = 0x4d49_5855_50;
+const TAG_MIXUP: u64 = 0x004d_4958_5550;
 
 /// The shape of the per-class smoothing between the two bounds (the authors' `shape`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
