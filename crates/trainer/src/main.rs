@@ -156,7 +156,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Which::Last => "last",
             };
             let out = run.join(format!("eval-{split}-{name}"));
-            train::evaluate_run(&run, &split, checkpoint, dev.as_ref(), &out)?;
+            trainer::evaluate_run::evaluate_run(&run, &split, checkpoint, dev.as_ref(), &out)?;
             println!("report: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -168,7 +168,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             images,
         } => {
             let dev = device.as_deref().map(train::open_device).transpose()?;
-            let (cfg, _, query, _, dev) = train::load_run_network(&run, checkpoint, dev.as_ref())?;
+            let (cfg, _, query, _, dev) =
+                trainer::evaluate_run::load_run_network(&run, checkpoint, dev.as_ref())?;
             let limits = dataset::prepare::DecodeLimits::with_max_pixels(max_pixels);
             let results = trainer::evaluate::predict_files(&query, &images, &cfg, &dev, &limits)?;
             let rows: Vec<_> = images.into_iter().zip(results).collect();

@@ -12,29 +12,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
-use serde::{Deserialize, Serialize};
 
-use crate::report::{write_atomic, ReportError};
-
-/// One row of `metrics.csv`: what a training epoch measured. Accuracies and F1 are fractions in
-/// `[0, 1]`; `val_*` are on the validation split; `seconds` is the epoch's wall time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Learning rate at the end of the epoch.
-    pub lr: f64,
-    /// Mean training loss over the epoch.
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_accuracy: f64,
-    pub val_many: f64,
-    pub val_medium: f64,
-    pub val_few: f64,
-    pub val_macro_f1: f64,
-    /// Wall-clock seconds of the epoch (training and validation).
-    pub seconds: f64,
-}
+use crate::atomic_file::write_atomic;
+use crate::epoch_record::EpochRecord;
+use crate::report_error::ReportError;
 
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const FONT: &str = "sans-serif";
