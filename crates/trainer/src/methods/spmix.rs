@@ -90,13 +90,7 @@ fn ratio(
     bg: &LoadedBatch,
     view: usize,
 ) -> anyhow::Result<Tensor> {
-    let seed = derive_seed(&[
-        ctx.cfg.run.seed,
-        TAG_RATIO,
-        ctx.epoch as u64,
-        ctx.step as u64,
-        view as u64,
-    ]);
+    let seed = ratio_seed(ctx.cfg.run.seed, ctx.epoch, ctx.step, view);
     let sf = fg.views[view].saliency.to_device(ctx.device)?;
     let sb = bg.views[view].saliency.to_device(ctx.device)?;
     Ok(patchmix::mixing_ratio(
@@ -106,4 +100,10 @@ fn ratio(
         &ctx.cfg.mix.ratio_config(),
         seed,
     )?)
+}
+
+/// Seed of the ratio noise of view `view` (0 query, 1 key) in step `step` (0-based, within the
+/// epoch) of epoch `epoch` (0-based) of a run seeded `run_seed`; `trainer visualize` draws with it.
+pub fn ratio_seed(run_seed: u64, epoch: usize, step: usize, view: usize) -> u64 {
+    derive_seed(&[run_seed, TAG_RATIO, epoch as u64, step as u64, view as u64])
 }
