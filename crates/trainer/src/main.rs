@@ -83,13 +83,13 @@ enum Command {
     /// Many/Medium/Few group (Fig. 3); with --config or --run, tail/head pairs drawn by the
     /// training's samplers and augmentations with their saliency maps, per-patch ratios and mixed
     /// samples for each Table 2 variant (Fig. 4).
+    #[command(group(clap::ArgGroup::new("input").required(true).args(["split", "config", "run"])))]
     Visualize {
         /// A prepared split folder, e.g. data/bench-split: draw its class counts.
-        #[arg(long, value_name = "SPLIT_DIR", conflicts_with_all = ["config", "run"],
-              required_unless_present_any = ["config", "run"])]
+        #[arg(long, value_name = "SPLIT_DIR")]
         split: Option<PathBuf>,
         /// TOML config whose data, augmentation and [mix] settings the sheet uses.
-        #[arg(long, conflicts_with = "run")]
+        #[arg(long)]
         config: Option<PathBuf>,
         /// A run folder: use the config it recorded.
         #[arg(long, value_name = "RUN_DIR")]
