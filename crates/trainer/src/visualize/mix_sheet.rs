@@ -51,6 +51,10 @@ pub const VARIANTS: [Variant; 4] = [
     },
 ];
 
+/// Most pairs one sheet draws: bounds the canvas (about 90 MB of RGB pixels for 224 px views of
+/// 14 x 14 patches, the largest pictures the layout makes).
+pub const MAX_PAIRS: usize = 8;
+
 /// The loader view the sheet shows (0 = query view; its ratio is the query branch's).
 pub const VIEW: usize = 0;
 
@@ -172,8 +176,8 @@ pub fn step_ratios(cfg: &Config, step: &LoadedStep) -> Result<Vec<Tensor>> {
 /// Builds the sheet: the first `pairs` tail/head pairs of epoch 1 of `cfg`'s SPMix loader (see the
 /// module doc). The split must be prepared ([`crate::ensure_split::ensure_split`]).
 pub fn build(cfg: &Config, pairs: usize) -> Result<MixSheet> {
-    if pairs == 0 {
-        bail!("--pairs must be at least 1");
+    if !(1..=MAX_PAIRS).contains(&pairs) {
+        bail!("--pairs must lie in 1..={MAX_PAIRS}, got {pairs}");
     }
     let split = &cfg.data.split_dir;
     let train = Arc::new(
@@ -185,7 +189,12 @@ pub fn build(cfg: &Config, pairs: usize) -> Result<MixSheet> {
     let groups = crate::evaluate::paper_groups();
     let size = cfg.model.image_size;
     let patch = cfg.mix.patch_size;
-    let (rows, cols) = (size / patch, size / patch);
+    let (rows, cols) = (size / patch.max(1), size / patch.max(1));
+    if rows == 0 {
+        bail!(
+            "model.image_size {size} is smaller than mix.patch_size {patch}: no whole patch to mix"
+        );
+    }
     let epoch = 0u64;
     let mut out = Vec::new();
     for s in 0..loader.steps_per_epoch() {
