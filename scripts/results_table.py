@@ -10,7 +10,8 @@ else "within noise".
 
 Reads RUNS/<row name>-s<seed>-<timestamp>/{report.json,run.json} (row name = the label with every
 character outside [a-zA-Z0-9-] replaced by "_", as results.sh names its runs; the newest finished
-run of a row and seed counts). Rewrites only the block between the results markers of the results
+run of a row and seed counts; the commit of each run is listed, and a warning is written when runs
+were scored on different test images, per their predictions.csv). Rewrites only the block between the results markers of the results
 file, atomically; the text around it is kept byte for byte. Python standard library only.
 
 Usage: scripts/results_table.py --runs runs/results --seeds 3 --command "scripts/results.sh 3" \\
@@ -18,6 +19,7 @@ Usage: scripts/results_table.py --runs runs/results --seeds 3 --command "scripts
 Test:  python3 -m unittest discover -s scripts -p 'test_results_table.py'
 """
 import argparse
+import csv
 import datetime
 import glob
 import json
@@ -58,7 +60,17 @@ def read_run(runs, label, seed):
             info = json.load(f)
     except (OSError, ValueError):
         info = {}
-    return dict(values=values, info=info, samples=samples)
+    return dict(values=values, info=info, samples=samples, test_set=test_set(os.path.dirname(path)))
+
+
+def test_set(run_dir):
+    """The test images a run was scored on (the ids of its predictions.csv), or None. Compared
+    across runs instead of the split.json hash, which also covers the source folder's path."""
+    try:
+        with open(os.path.join(run_dir, "predictions.csv"), newline="") as f:
+            return frozenset(row[0] for row in list(csv.reader(f))[1:] if row)
+    except OSError:
+        return None
 
 
 # Student's t quantile from the regularised incomplete beta function (Numerical Recipes'
@@ -150,6 +162,15 @@ def cell(values):
     return f"{st.mean(values):.1f} ± {st.stdev(values):.1f}"
 
 
+def row_commits(per_seed):
+    """`abc1234 (s0, s1), def5678 (s2)`: the short git revision of each seed's run."""
+    by_rev = {}
+    for seed in sorted(per_seed):
+        rev = str(per_seed[seed]["info"].get("git_revision", "unknown"))[:7]
+        by_rev.setdefault(rev, []).append(f"s{seed}")
+    return ", ".join(f"{rev} ({', '.join(seeds)})" for rev, seeds in by_rev.items())
+
+
 def machine():
     cpu = platform.processor() or "?"
     try:
@@ -169,9 +190,11 @@ def block(runs, seeds, labels, command, config, today=None, host=None):
     host = host or machine()
     results = {label: {s: r for s in range(seeds) if (r := read_run(runs, label, s))} for label in labels}
     ref = results[labels[0]]
-    commits, started, samples = {}, [], set()
+    commits, started, samples, test_sets = {}, [], set(), set()
     for per_seed in results.values():
         for r in per_seed.values():
+            if r["test_set"] is not None:
+                test_sets.add(r["test_set"])
             rev = str(r["info"].get("git_revision", "unknown"))[:7]
             commits[rev] = commits.get(rev, 0) + 1
             if r["info"].get("started"):
@@ -206,6 +229,11 @@ def block(runs, seeds, labels, command, config, today=None, host=None):
                                             {s: r["values"][c] for s, r in ref.items()}))
                 for c in ("total", "macro_f1"))
         lines.append(f"| {label} | {len(per_seed)} | {cols} | {diffs} |")
+    lines += ["", "Commit of each run (seeds): " + "; ".join(
+        f"{label} {row_commits(results[label])}" for label in labels if results[label]) + "."]
+    if len(test_sets) > 1:
+        lines.append(f"**Warning:** the runs were scored on {len(test_sets)} different test sets (their "
+                     "predictions.csv name different images): differences between them mix data.")
     lines.append(END)
     return "\n".join(lines)
 

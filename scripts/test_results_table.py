@@ -21,11 +21,13 @@ PROSE_TAIL = "\n\n## What it shows\n\n- A note that must survive.\n"
 LABELS = ["spmix", "ce", "spmix, no patch (saliency per sample)"]
 
 
-def fake_run(runs, label, seed, stamp, total, finished=True, rev="0123456789abcdef"):
+def fake_run(runs, label, seed, stamp, total, finished=True, rev="0123456789abcdef", test=("A", "B")):
     d = os.path.join(runs, f"{rt.run_name(label)}-s{seed}-{stamp}")
     os.makedirs(d)
     with open(os.path.join(d, "run.json"), "w") as f:
         json.dump({"git_revision": rev, "started": "2026-12-01T04:00:00Z"}, f)
+    with open(os.path.join(d, "predictions.csv"), "w") as f:
+        f.write("image,MEL\n" + "".join(f"{i},0.5\n" for i in test))
     if finished:
         metrics = {"groups": {"many": 0.5, "medium": 0.6, "few": 0.7}, "total_accuracy": total,
                    "macro_f1": total - 0.01, "num_samples": 210}
@@ -93,10 +95,18 @@ class Regeneration(unittest.TestCase):
         self.assertIn("**below**", ce)
         self.assertIn("| 0 |", no_patch)
         self.assertIn("0123456 (3 runs), fedcba9 (3 runs)", text)
+        self.assertIn("Commit of each run (seeds): spmix 0123456 (s0, s1, s2); ce fedcba9 (s0, s1, s2).", text)
+        self.assertNotIn("Warning", text)
         # A second regeneration keeps the prose again (and the block's place).
         again = self.regenerate()
         self.assertEqual(again.split(rt.START)[0], PROSE_HEAD)
         self.assertEqual(again.split(rt.END)[1], PROSE_TAIL)
+
+    def test_runs_on_different_test_sets_are_flagged(self):
+        fake_run(self.runs, "ce", 0, "20261201-090000", 0.5, test=("A", "C"))
+        with open(self.results, "w") as f:
+            f.write(PROSE_HEAD)
+        self.assertIn("**Warning:** the runs were scored on 2 different test sets", self.regenerate())
 
     def test_a_file_without_markers_gets_the_block_appended(self):
         with open(self.results, "w") as f:
