@@ -24,3 +24,4 @@ pub mod run_lock;
 pub mod schedule;
 pub mod step_trace;
 pub mod train;
+pub mod visualize;

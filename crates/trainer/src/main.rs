@@ -1,4 +1,4 @@
-//! `trainer`: train / eval / predict. Glue over the library modules.
+//! `trainer`: train / eval / predict / visualize. Glue over the library modules.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +78,34 @@ enum Command {
         /// Image files (JPEG or PNG, recognised by content), e.g. data/isic/ISIC_0024306.jpg.
         #[arg(required = true, value_name = "IMAGES")]
         images: Vec<PathBuf>,
+    },
+    /// Draw the paper's figures: with --split, the class counts per split coloured by
+    /// Many/Medium/Few group (Fig. 3); with --config or --run, tail/head pairs drawn by the
+    /// training's samplers and augmentations with their saliency maps, per-patch ratios and mixed
+    /// samples for each Table 2 variant (Fig. 4).
+    #[command(group(clap::ArgGroup::new("input").required(true).args(["split", "config", "run"])))]
+    Visualize {
+        /// A prepared split folder, e.g. data/bench-split: draw its class counts.
+        #[arg(long, value_name = "SPLIT_DIR")]
+        split: Option<PathBuf>,
+        /// TOML config whose data, augmentation and [mix] settings the sheet uses.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A run folder: use the config it recorded.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: Option<PathBuf>,
+        /// Override a config value: --set mix.alpha=0.9 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "split")]
+        set: Vec<String>,
+        /// Tail/head pairs on the sheet.
+        #[arg(long, default_value_t = 4, conflicts_with = "split")]
+        pairs: usize,
+        /// run.seed of the samplers, augmentations and ratio noise (default: the config's).
+        #[arg(long, conflicts_with = "split")]
+        seed: Option<u64>,
+        /// The PNG to write (replaced atomically).
+        #[arg(long, value_name = "FILE.png")]
+        out: PathBuf,
     },
 }
 
@@ -184,6 +212,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tracing::warn!("{failed} of {} image(s) could not be read", rows.len());
                 return Ok(ExitCode::FAILURE);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Visualize {
+            split,
+            config,
+            run,
+            set,
+            pairs,
+            seed,
+            out,
+        } => {
+            if let Some(split) = split {
+                trainer::visualize::class_counts_png(&split, &out)?;
+            } else {
+                let path = match (&config, &run) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(r)) => r.join("config.toml"),
+                    (None, None) => unreachable!("clap requires --split, --config or --run"),
+                };
+                let mut cfg = Config::from_file(&path, &set)?;
+                if let Some(s) = seed {
+                    cfg.run.seed = s;
+                }
+                trainer::visualize::mix_sheet_png(&cfg, pairs, &out)?;
+            }
+            println!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -68,13 +68,7 @@ enum View {
 /// `(B, N)` ratio of one view from the two batches' saliency `(B, 1, S, S)`; the noise seed
 /// derives from (seed, epoch, step, view) so a resumed run draws the same noise.
 fn ratio(ctx: &StepContext, fg: &ViewBatch, bg: &ViewBatch, view: View) -> anyhow::Result<Tensor> {
-    let seed = derive_seed(&[
-        ctx.cfg.run.seed,
-        TAG_RATIO,
-        ctx.epoch as u64,
-        ctx.step as u64,
-        view as u64,
-    ]);
+    let seed = ratio_seed(ctx.cfg.run.seed, ctx.epoch, ctx.step, view as usize);
     let sf = fg.saliency.to_device(ctx.device)?;
     let sb = bg.saliency.to_device(ctx.device)?;
     Ok(patchmix::mixing_ratio(
@@ -84,4 +78,10 @@ fn ratio(ctx: &StepContext, fg: &ViewBatch, bg: &ViewBatch, view: View) -> anyho
         &ctx.cfg.mix.ratio_config(),
         seed,
     )?)
+}
+
+/// Seed of the ratio noise of view `view` (0 query, 1 key) in step `step` (0-based, within the
+/// epoch) of epoch `epoch` (0-based) of a run seeded `run_seed`; `trainer visualize` draws with it.
+pub fn ratio_seed(run_seed: u64, epoch: usize, step: usize, view: usize) -> u64 {
+    derive_seed(&[run_seed, TAG_RATIO, epoch as u64, step as u64, view as u64])
 }
