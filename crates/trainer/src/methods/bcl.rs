@@ -189,10 +189,11 @@ pub fn step(ctx: &StepContext, step: &Step) -> Result<StepOutput> {
     let bcl = ctx
         .bcl
         .context("method bcl without its prototype head and loss")?;
-    let batch = &step.batches[0];
+    let batch = step.spmix()?.instance;
+    let views = batch.view_pair()?;
     let b = batch.labels.dim(0)?;
     let images =
-        Tensor::cat(&[&batch.views[0].images, &batch.views[1].images], 0)?.to_device(ctx.device)?;
+        Tensor::cat(&[&views.query.images, &views.key.images], 0)?.to_device(ctx.device)?;
     let y = batch.labels.to_device(ctx.device)?;
     let f = ctx.query.encoder().forward_t(&images, true)?;
     let z = l2_normalize(&ctx.query.projector().forward_t(&f, true)?)?;

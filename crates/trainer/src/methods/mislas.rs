@@ -171,8 +171,8 @@ pub fn step(ctx: &StepContext, step: &Step) -> Result<StepOutput> {
     let state = ctx
         .mislas
         .context("method mislas without its stage state")?;
-    let batch = &step.batches[0];
-    let images = batch.views[0].images.to_device(ctx.device)?;
+    let batch = step.single()?;
+    let images = batch.single_view()?.images.to_device(ctx.device)?;
     let labels = batch.labels.to_device(ctx.device)?;
     if state.in_stage2(ctx.epoch) {
         // Frozen backbone, BatchNorm in training mode (shift learning), classifier trained.

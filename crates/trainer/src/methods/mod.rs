@@ -12,6 +12,7 @@
 
 pub mod bcl;
 pub mod ce;
+pub mod keys;
 pub mod mislas;
 pub mod paco;
 pub mod spmix;
