@@ -22,6 +22,8 @@
 //! loss = mean_i( -sum_j Pos_ij logp_ij / sum_j Pos_ij )
 //! ```
 //! (`- Pos_ij` removes the anchor itself from the size of its own class, as the reference does.)
+//! The row max is taken over the columns other than the anchor's own (the reference includes its
+//! `1/T`): the same loss, but nothing in the denominator underflows to 0 at small T.
 //!
 //! [`BclLoss`] adds the classifier branch: logit-compensated cross-entropy
 //! `CE(logits + tau * log prior, y)` (the reference's `LogitAdjust`, `tau = 1`) on the logits `(B, C)`
