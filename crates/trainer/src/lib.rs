@@ -5,11 +5,14 @@
 pub mod checkpoint;
 pub mod config;
 pub mod ensure_split;
+pub mod eval_labelled;
 pub mod evaluate;
+pub mod export;
 pub mod init;
 pub mod methods;
 pub mod metrics;
 pub mod plots;
+pub mod predict;
 pub mod predict_csv;
 pub mod pretrained;
 pub mod report;

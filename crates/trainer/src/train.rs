@@ -577,7 +577,9 @@ impl Trainer {
             self.write_metrics()?;
             let records: Vec<crate::plots::EpochRecord> =
                 self.state.history.iter().map(to_record).collect();
-            if let Err(err) = crate::plots::plot_curves(&self.run_dir.join("curves.png"), &records)
+            let best_epoch = self.state.best.map(|(epoch, _)| epoch);
+            if let Err(err) =
+                crate::plots::plot_curves(&self.run_dir.join("curves.png"), &records, best_epoch)
             {
                 tracing::warn!("curves.png not written: {err:#}");
             }
