@@ -163,7 +163,7 @@ pub struct ExportSummary {
     pub preprocess_path: PathBuf,
     /// Tensors in the weights file.
     pub tensors: usize,
-    /// Parameters (elements of the `F32` tensors, running statistics included).
+    /// Values in the `F32` tensors (parameters and BatchNorm running statistics).
     pub elements: usize,
     /// The facts written to `preprocess.json`.
     pub preprocess: Preprocess,
