@@ -105,7 +105,8 @@ pub fn evaluate_labelled(
     limits: &DecodeLimits,
 ) -> Result<EvalMetrics> {
     let set = read_labelled_set(labels_csv, images_dir)?;
-    let (cfg, info, query, state, device) = crate::train::load_run_network(run, which, device)?;
+    let (cfg, info, query, state, device) =
+        crate::evaluate_run::load_run_network(run, which, device)?;
     let results = crate::predict::predict_images(&query, &set.files, &cfg, &device, limits)?;
     let mut probabilities = Vec::with_capacity(results.len());
     for r in results {

@@ -87,9 +87,9 @@ pub struct ExportSource {
     pub git_revision: String,
 }
 
-/// The preprocessing of `cfg` exactly as evaluation applies it ([`crate::evaluate::augment_config`]).
+/// The preprocessing of `cfg` exactly as evaluation applies it ([`crate::augment::augment_config`]).
 pub fn preprocess_facts(cfg: &Config, source: ExportSource) -> Preprocess {
-    let aug = crate::evaluate::augment_config(cfg);
+    let aug = crate::augment::augment_config(cfg);
     Preprocess {
         schema_version: PREPROCESS_SCHEMA_VERSION,
         image_size: cfg.model.image_size,
@@ -201,7 +201,7 @@ pub fn export_run(run: &Path, which: Which, out: &Path, overwrite: bool) -> Resu
         }
     }
     let (cfg, info, query, state, _) =
-        crate::train::load_run_network(run, which, Some(&Device::Cpu))?;
+        crate::evaluate_run::load_run_network(run, which, Some(&Device::Cpu))?;
     let tensors = timm_state_dict(&query)?;
     let source = ExportSource {
         run_name: info.name.clone(),
@@ -233,7 +233,7 @@ pub fn export_run(run: &Path, which: Which, out: &Path, overwrite: bool) -> Resu
     weights_tmp
         .persist(out)
         .with_context(|| format!("renaming into {}", out.display()))?;
-    crate::run_dir::write_atomic(&pp_path, json.as_bytes())?;
+    crate::atomic_file::write_atomic(&pp_path, json.as_bytes())?;
     Ok(ExportSummary {
         model_path: out.to_path_buf(),
         preprocess_path: pp_path,

@@ -10,8 +10,9 @@ use dataset::augment::{AugmentConfig, Pair};
 use dataset::prepare::DecodeLimits;
 use model::QueryNetwork;
 
+use crate::augment::augment_config;
 use crate::config::Config;
-use crate::evaluate::{augment_config, probabilities};
+use crate::evaluate::probabilities;
 
 /// Extensions (any case) of the files `predict` takes from a folder. Named files are read
 /// whatever their extension (the format is recognised by content).

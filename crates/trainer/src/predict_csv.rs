@@ -82,5 +82,5 @@ pub fn predictions_text(rows: &[PredictionRow]) -> Result<String> {
 /// leaves an earlier file untouched.
 pub fn write_predictions_file(path: &Path, rows: &[PredictionRow]) -> Result<()> {
     let text = predictions_text(rows)?;
-    crate::run_dir::write_atomic(path, text.as_bytes())
+    Ok(crate::atomic_file::write_atomic(path, text.as_bytes())?)
 }
