@@ -91,7 +91,7 @@ warmup_epochs = 1
     assert_eq!(total, images.len());
 
     let out = run.join("eval-val-last");
-    let val = trainer::train::evaluate_run(&run, "val", Which::Last, None, &out).unwrap();
+    let val = trainer::evaluate_run::evaluate_run(&run, "val", Which::Last, None, &out).unwrap();
     assert!(out.join("report.json").exists() && out.join("predictions.csv").exists());
     assert_eq!(
         val.num_samples,
