@@ -34,7 +34,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
         &enc.embed_t(&images(ctx, bg, 0)?, true)?,
         &rq,
     )?;
-    let fq = enc.encode(&tq)?;
+    let fq = enc.encode_t(&tq, true)?;
     let (q, logits) = ctx.query.heads_t(&fq, true)?;
     let q = l2_normalize(&q)?;
 
@@ -64,7 +64,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
             &enc.embed_t(&images(ctx, bg, 1)?, true)?,
             &rk,
         )?;
-        let fk = enc.encode(&tk)?;
+        let fk = enc.encode_t(&tk, true)?;
         let k = l2_normalize(&ctx.query.projector().forward_t(&fk, true)?)?;
         let z = Tensor::cat(&[&logits, &ctx.query.classify(&fk)?], 0)?;
         let loss = paco_loss(ctx, &q, &k, &z, &y)?;
