@@ -9,8 +9,9 @@
 #         scripts/results.sh table [SEEDS]     # only rewrite RESULTS.md from the runs already there
 # Seeds are the outer loop, so an interrupted run still has every row at the first seeds; a run
 # whose report.json exists is not run again. Time on an idle 2-core machine, one run at a time:
-# about 4 min for a ce run and 15 min for an spmix run, ~2 h a seed for all 9 rows; all runs share
-# the prepared split (data/bench-split).
+# about 4 min for a ce run and 15 min for an spmix run, ~2 h a seed for the 9 rows other than mislas
+# and bcl (not timed yet); all runs share the prepared split (data/bench-split). mislas: the last 4
+# of the 20 epochs are its stage 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=runs/results
@@ -19,6 +20,8 @@ rows=(
   "ce|--set method.name=\"ce\""
   "ce-resample|--set method.name=\"ce-resample\""
   "paco|--set method.name=\"paco\""
+  "mislas|--set method.name=\"mislas\" --set mislas.stage2_epochs=4"
+  "bcl|--set method.name=\"bcl\""
   "spmix, no patch (saliency per sample)|--set mix.patch=false"
   "spmix, no saliency (random per patch)|--set mix.saliency=false"
   "spmix, neither (plain token mixup)|--set mix.patch=false --set mix.saliency=false"

@@ -50,7 +50,7 @@ impl SimpleBackend for RecordingBackend {
 
 /// A f32 `VarBuilder` over `varmap` whose variable requests are recorded into the returned
 /// table (complete once the network built from the builder is).
-pub(crate) fn recording_builder(
+pub fn recording_builder(
     varmap: &VarMap,
     device: &Device,
 ) -> (VarBuilder<'static>, Arc<Mutex<InitLaws>>) {

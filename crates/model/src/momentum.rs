@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{DType, ModuleT, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::encoder::Encoder;
 use crate::error::{ModelError, Result};
 use crate::heads::MlpHead;
 use crate::layers::is_running_stat;
 use crate::loading::{self, LoadOptions, LoadReport};
-use crate::encoder::Encoder;
 use crate::network::{named_trainable, tensor_map, QueryNetwork};
 
 /// Encoder + projector following a [`QueryNetwork`] by EMA; outputs are detached.

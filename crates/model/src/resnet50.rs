@@ -95,9 +95,9 @@ impl ResNet50 {
             );
         }
         let map = tokens.transpose(1, 2)?.reshape((b, c, g, g))?;
-        let y = self
-            .trunk
-            .forward_stages_t(&map, STAGES_BEFORE_SEAM..STAGES_BEFORE_SEAM + 1, train)?;
+        let y =
+            self.trunk
+                .forward_stages_t(&map, STAGES_BEFORE_SEAM..STAGES_BEFORE_SEAM + 1, train)?;
         global_avg_pool(&y)
     }
 

@@ -103,8 +103,18 @@ fn resnet50_token_seam_gives_the_direct_features_and_gradients() {
             .unwrap()
     };
     assert!(max_abs(&(&via_tokens - &direct).unwrap()) <= 1e-5 * max_abs(&direct));
-    let g_tokens = (via_tokens * &r).unwrap().sum_all().unwrap().backward().unwrap();
-    let g_direct = (direct * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_tokens = (via_tokens * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g_direct = (direct * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let mut compared = 0;
     for (name, var) in net.trainable_vars() {
         let (Some(a), Some(b)) = (g_tokens.get(var.as_tensor()), g_direct.get(var.as_tensor()))
@@ -112,7 +122,10 @@ fn resnet50_token_seam_gives_the_direct_features_and_gradients() {
             continue; // the heads are not on this path
         };
         let e = max_abs(&(a - b).unwrap());
-        assert!(e <= 1e-4 * max_abs(b).max(1e-6), "{name}: gradients differ by {e}");
+        assert!(
+            e <= 1e-4 * max_abs(b).max(1e-6),
+            "{name}: gradients differ by {e}"
+        );
         compared += 1;
     }
     assert!(compared > 40, "only {compared} variables compared");
@@ -289,7 +302,10 @@ fn resnet50_initial_weights_follow_timm_and_every_variable_has_a_law() {
             panic!("{name} has no recorded law")
         };
         if name.ends_with("bn3.weight") {
-            assert!(matches!(law, Init::Const(c) if *c == 0.0), "{name}: {law:?}");
+            assert!(
+                matches!(law, Init::Const(c) if *c == 0.0),
+                "{name}: {law:?}"
+            );
             zero_init += 1;
         } else if name.contains("conv") && name.ends_with(".weight") && var.rank() == 4
             || name.contains("downsample.1.weight")
@@ -310,7 +326,10 @@ fn resnet50_initial_weights_follow_timm_and_every_variable_has_a_law() {
     for name in ["fc.weight", "fc.bias"] {
         match laws[name] {
             Init::Uniform { lo, up } => {
-                assert!((lo + bound).abs() < 1e-12 && (up - bound).abs() < 1e-12, "{name}")
+                assert!(
+                    (lo + bound).abs() < 1e-12 && (up - bound).abs() < 1e-12,
+                    "{name}"
+                )
             }
             other => panic!("{name} drawn from {other:?}"),
         }

@@ -238,7 +238,10 @@ fn stage_lists_must_fit_the_arch_and_errors_name_the_key() {
         "{msg}"
     );
     let resnet = std::fs::read_to_string(fixture("tiny_resnet50.toml")).unwrap();
-    let three = resnet.replace("trunk_channels = [4, 8, 8, 16]", "trunk_channels = [4, 8, 8]");
+    let three = resnet.replace(
+        "trunk_channels = [4, 8, 8, 16]",
+        "trunk_channels = [4, 8, 8]",
+    );
     let msg = ModelConfig::from_toml_str(&three, "r.toml")
         .unwrap_err()
         .to_string();

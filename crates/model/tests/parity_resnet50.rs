@@ -91,7 +91,9 @@ fn timm_names_cover_the_whole_network() {
         assert!(names.iter().any(|n| n == want), "{want} missing");
     }
     assert!(
-        !names.iter().any(|n| n.starts_with("head.") || n.starts_with("patch_embed.")),
+        !names
+            .iter()
+            .any(|n| n.starts_with("head.") || n.starts_with("patch_embed.")),
         "hybrid names in a resnet50"
     );
 }

@@ -5,6 +5,9 @@
 //!   logit-adjusted by the class prior); features `(M, D)`, centre logits `(N, C)`.
 //! - [`LabelledQueue`]: ring buffer of K keys `(K, D)` with their labels, checkpointable.
 //! - [`cross_entropy`], [`LogitAdjustedCrossEntropy`] (balanced softmax at `tau = 1`) for baselines.
+//! - [`BclLoss`]: BCL (Zhu et al. 2022): [`BalancedSupConLoss`] over views `(B, V, D)` and class
+//!   prototypes `(C, D)` (class-averaging, class-complement) + logit-compensated CE on `(B, C)`.
+//! - [`LabelAwareSmoothing`]: MiSLAS's (Zhong et al. 2021) per-class label smoothing of CE on `(N, C)`.
 //!
 //! Every loss returns a scalar tensor of the input float dtype, built only from ops that have a
 //! backward (no fused softmax), with stop-gradient on the row-max shifts. Labels are integer tensors
@@ -30,15 +33,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bcl;
 mod ce;
 mod error;
+mod label_aware_smoothing;
 mod paco;
 mod queue;
 mod supcon;
 mod util;
 
+pub use bcl::{BalancedSupConLoss, BclConfig, BclLoss, BclParts};
 pub use ce::{cross_entropy, log_softmax, LogitAdjustedCrossEntropy};
 pub use error::{Result, SupconError};
+pub use label_aware_smoothing::{LabelAwareSmoothing, SmoothingShape};
 pub use paco::{PacoConfig, PacoLoss};
 pub use queue::{LabelledQueue, QueueInit};
 pub use supcon::{ContrastMode, NoPositive, SupConLoss};

@@ -1,12 +1,13 @@
 //! Parity with the PyTorch reference formulations (float64) on the committed fixtures written by
-//! `scripts/make_fixtures.py`: losses and gradients in f32, relative error max|a-b| / max|b| <= 1e-5.
+//! `scripts/make_fixtures.py` (SupCon, PaCo, CE) and `scripts/make_baseline_fixtures.py` (BCL,
+//! MiSLAS label-aware smoothing): losses and gradients in f32, relative error max|a-b| / max|b| <= 1e-5.
 
 use std::collections::{BTreeSet, HashMap};
 
 use candle_core::{DType, Device, Tensor, Var};
 use supcon::{
-    cross_entropy, ContrastMode, LogitAdjustedCrossEntropy, NoPositive, PacoConfig, PacoLoss,
-    SupConLoss,
+    cross_entropy, BclConfig, BclLoss, ContrastMode, LabelAwareSmoothing,
+    LogitAdjustedCrossEntropy, NoPositive, PacoConfig, PacoLoss, SmoothingShape, SupConLoss,
 };
 
 const TOL: f64 = 1e-5;
@@ -217,4 +218,108 @@ fn zero_tau_adjustment_equals_plain_cross_entropy() {
             .to_scalar::<f32>()
             .unwrap();
     assert_eq!(plain, adjusted);
+}
+
+#[test]
+fn bcl_matches_authors_code() {
+    let map = fixtures("bcl");
+    let names = cases(&map);
+    assert_eq!(names.len(), 8, "fixture cases: {names:?}");
+    for case in &names {
+        let p = params(&map, case);
+        let config = BclConfig {
+            ce_weight: p[0],
+            scl_weight: p[1],
+            temperature: p[2],
+            tau: p[3],
+        };
+        let bcl = BclLoss::from_class_counts(config, &counts(&map, case), &Device::Cpu).unwrap();
+        let features = Var::from_tensor(get(&map, case, "features")).unwrap();
+        let prototypes = Var::from_tensor(get(&map, case, "prototypes")).unwrap();
+        let logits = Var::from_tensor(get(&map, case, "logits")).unwrap();
+        let parts = bcl
+            .forward(
+                features.as_tensor(),
+                get(&map, case, "labels"),
+                prototypes.as_tensor(),
+                logits.as_tensor(),
+            )
+            .unwrap();
+        assert_eq!(parts.total.dtype(), DType::F32);
+        for (what, got) in [
+            ("loss", &parts.total),
+            ("ce", &parts.ce),
+            ("scl", &parts.scl),
+        ] {
+            check(
+                &format!("bcl {case} {what}"),
+                &got.reshape(1).unwrap(),
+                get(&map, case, what),
+            );
+        }
+        let grads = parts.total.backward().unwrap();
+        for (what, var) in [
+            ("features", &features),
+            ("prototypes", &prototypes),
+            ("logits", &logits),
+        ] {
+            let grad = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("gradient reaches the {what}"));
+            check(
+                &format!("bcl {case} grad {what}"),
+                grad,
+                get(&map, case, &format!("grad_{what}")),
+            );
+        }
+    }
+}
+
+#[test]
+fn label_aware_smoothing_matches_mislas() {
+    let map = fixtures("label_aware_smoothing");
+    let names = cases(&map);
+    assert_eq!(names.len(), 7, "fixture cases: {names:?}");
+    for case in &names {
+        let p = params(&map, case);
+        let shape = match p[2] as u32 {
+            0 => SmoothingShape::Concave,
+            1 => SmoothingShape::Linear,
+            2 => SmoothingShape::Convex,
+            3 => SmoothingShape::Exp { power: p[3] },
+            other => panic!("{case}: unknown shape id {other}"),
+        };
+        let las = LabelAwareSmoothing::from_class_counts(
+            &counts(&map, case),
+            p[0],
+            p[1],
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let epsilons = Tensor::new(las.epsilons(), &Device::Cpu).unwrap();
+        check(
+            &format!("las {case} epsilons"),
+            &epsilons,
+            get(&map, case, "epsilons"),
+        );
+        let logits = Var::from_tensor(get(&map, case, "logits")).unwrap();
+        let loss = las
+            .forward(logits.as_tensor(), get(&map, case, "labels"))
+            .unwrap();
+        check(
+            &format!("las {case} loss"),
+            &loss.reshape(1).unwrap(),
+            get(&map, case, "loss"),
+        );
+        let grads = loss.backward().unwrap();
+        let gz = grads
+            .get(logits.as_tensor())
+            .expect("gradient reaches the logits");
+        check(
+            &format!("las {case} grad logits"),
+            gz,
+            get(&map, case, "grad_logits"),
+        );
+    }
 }

@@ -8,10 +8,10 @@
 //! BatchNorm of each bottleneck) keep the value the model gave them.
 
 use anyhow::{bail, Result};
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use candle_nn::Init;
 use dataset::sampler::derive_seed;
-use model::QueryNetwork;
+use model::{InitLaws, QueryNetwork};
 use rand::{Rng, SeedableRng};
 
 /// Seed tag of the initial weights, so they never collide with the loader's streams.
@@ -20,16 +20,18 @@ const TAG_INIT: u64 = 0x494e_4954;
 /// Re-draws every random trainable variable of `query` from its recorded law. A variable
 /// without a recorded law, or with a law this function cannot draw, is an error naming it.
 pub fn seeded_init(query: &QueryNetwork, seed: u64) -> Result<()> {
-    let laws = query.init_laws();
-    for (name, var) in query.trainable_vars() {
-        let Some(law) = laws.get(&name) else {
+    seeded_init_vars(query.init_laws(), &query.trainable_vars(), seed)
+}
+
+/// [`seeded_init`] for any set of variables built through [`model::init::recording_builder`]
+/// (e.g. BCL's prototype head), with the laws that builder recorded.
+pub fn seeded_init_vars(laws: &InitLaws, vars: &[(String, Var)], seed: u64) -> Result<()> {
+    for (name, var) in vars {
+        let Some(law) = laws.get(name) else {
             bail!("the model recorded no initial-value law for variable {name}");
         };
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(&[
-            seed,
-            TAG_INIT,
-            name_hash(&name),
-        ]));
+        let mut rng =
+            rand_chacha::ChaCha8Rng::seed_from_u64(derive_seed(&[seed, TAG_INIT, name_hash(name)]));
         let n = var.elem_count();
         let draws: Vec<f32> = match *law {
             Init::Const(_) => continue,

@@ -81,7 +81,10 @@ pub enum PretrainedError {
          names and shapes, e.g. model.safetensors of timm/resnet50d.ra2_in1k, or a resnet50 \
          run's weights): {error}"
     )]
-    NotResNet50d { path: PathBuf, error: Box<ModelError> },
+    NotResNet50d {
+        path: PathBuf,
+        error: Box<ModelError>,
+    },
 }
 
 /// Loads `path` into `query`: for the hybrid as a whole hybrid encoder or else as timm's

@@ -228,6 +228,8 @@ fn contrastive_losses(method: &str, steps: usize) -> Vec<f64> {
             key: Some(&key),
             queue: Some(&queue),
             paco: Some(&paco),
+            bcl: None,
+            mislas: None,
             epoch: 0,
             step: s,
         };

@@ -1,4 +1,4 @@
-//! Every method (`ce`, `ce-resample`, `paco`, `spmix`) trains on the plain ResNet-50-D backbone
+//! Every method (`ce`, `ce-resample`, `paco`, `spmix`, `mislas`, `bcl`) trains on the plain ResNet-50-D backbone
 //! (`model.arch = "resnet50"`, a tiny four-stage one) on the tiny synthetic set: the loss of
 //! every epoch is finite, the run writes its report, and a run killed one step into epoch 2 and
 //! resumed from epoch 1's checkpoint ends bit-identical to an uninterrupted one.
@@ -18,12 +18,17 @@ use trainer::train::{Outcome, Trainer};
 /// The tiny run of `common`, its model swapped for a four-stage ResNet-D (the same overrides a
 /// user would pass with `--set`).
 fn resnet50_config(data: &Path, runs: &Path, method: &str) -> Config {
-    let overrides = [
+    let mut overrides: Vec<String> = [
         "model.arch=\"resnet50\"",
         "model.trunk_layers=[1, 1, 1, 1]",
         "model.trunk_channels=[4, 8, 8, 16]",
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    if method == "mislas" {
+        // Stage 1 in epoch 1, stage 2 (frozen backbone) in epoch 2: the resume crosses stages.
+        overrides.push("mislas.stage2_epochs=1".into());
+    }
     let cfg = Config::from_toml_str(
         &common::tiny_config_text(data, runs, method, 2),
         "tiny resnet50",
@@ -66,7 +71,8 @@ fn trains_and_resumes_bit_exactly(method: &str) {
     assert_eq!(a.fit().unwrap(), Outcome::Finished);
     let names: Vec<String> = a.query().tensors().unwrap().into_keys().collect();
     assert!(
-        names.iter().any(|n| n == "layer4.0.conv3.weight") && names.iter().any(|n| n == "fc.weight"),
+        names.iter().any(|n| n == "layer4.0.conv3.weight")
+            && names.iter().any(|n| n == "fc.weight"),
         "{method}: not the resnet50 network"
     );
     for r in &a.state().history {
@@ -124,4 +130,14 @@ fn paco_on_resnet50() {
 #[test]
 fn spmix_on_resnet50() {
     trains_and_resumes_bit_exactly("spmix");
+}
+
+#[test]
+fn mislas_on_resnet50() {
+    trains_and_resumes_bit_exactly("mislas");
+}
+
+#[test]
+fn bcl_on_resnet50() {
+    trains_and_resumes_bit_exactly("bcl");
 }

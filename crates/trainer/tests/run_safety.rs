@@ -28,9 +28,10 @@ fn run_folders(runs: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Held by the test that checks the run lock and by the tests that start processes: a child
-/// spawned while the lock test runs holds a copy of the lock's descriptor until it execs, and on
-/// a loaded machine that window is long enough to keep the "released" lock held.
+/// Held by the test that checks the run lock and by the tests that start processes (a trainer
+/// run spawns `git rev-parse` for its provenance): a child spawned while the lock test runs holds
+/// a copy of the lock's descriptor until it execs, and on a loaded machine that window is long
+/// enough to keep the "released" lock held.
 static SPAWN_GUARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn spawn_guard() -> std::sync::MutexGuard<'static, ()> {
@@ -43,6 +44,7 @@ fn no_stop() -> Arc<AtomicBool> {
 
 #[test]
 fn missing_val_image_fails_setup_naming_the_row_and_leaves_no_run_folder() {
+    let _guard = spawn_guard();
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let cfg = tiny_config(tmp.path(), &runs);

@@ -44,7 +44,15 @@ fn rows_change_only_their_switch() {
         f(&mut c);
         c
     };
-    let rows: [(&str, Config); 8] = [
+    let rows: [(&str, Config); 10] = [
+        (
+            "baselines/mislas.toml",
+            with(&|c| c.method.name = MethodName::Mislas),
+        ),
+        (
+            "baselines/bcl.toml",
+            with(&|c| c.method.name = MethodName::Bcl),
+        ),
         (
             "baselines/ce.toml",
             with(&|c| c.method.name = MethodName::Ce),
@@ -108,8 +116,13 @@ fn resnet50_rows_differ_from_their_hybrid_rows_only_in_the_model_keys() {
     for (resnet, hybrid) in [
         ("resnet50.toml", "spmix.toml"),
         ("baselines/resnet50/ce.toml", "baselines/ce.toml"),
-        ("baselines/resnet50/ce-resample.toml", "baselines/ce-resample.toml"),
+        (
+            "baselines/resnet50/ce-resample.toml",
+            "baselines/ce-resample.toml",
+        ),
         ("baselines/resnet50/paco.toml", "baselines/paco.toml"),
+        ("baselines/resnet50/mislas.toml", "baselines/mislas.toml"),
+        ("baselines/resnet50/bcl.toml", "baselines/bcl.toml"),
     ] {
         let got = load(resnet);
         let mut want = to_resnet50(load(hybrid));

@@ -7,7 +7,7 @@
 //! epochs = 500
 //! batch_size = 64
 //! [method]
-//! name = "spmix"          # ce | ce-resample | paco | spmix
+//! name = "spmix"          # ce | ce-resample | paco | spmix | mislas | bcl
 //! [model]                 # the model crate's table, as is
 //! image_size = 224
 //! ```

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use model::ModelConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::methods::bcl::BclSection;
+pub use crate::methods::mislas::{MislasSection, Shape as SmoothingShape};
+
 /// The whole configuration (sections mirror the TOML tables).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +23,8 @@ pub struct Config {
     pub optim: OptimConfig,
     pub eval: EvalConfig,
     pub augment: AugmentSection,
+    pub mislas: MislasSection,
+    pub bcl: BclSection,
 }
 
 impl Default for Config {
@@ -34,6 +39,8 @@ impl Default for Config {
             optim: OptimConfig::default(),
             eval: EvalConfig::default(),
             augment: AugmentSection::default(),
+            mislas: MislasSection::default(),
+            bcl: BclSection::default(),
         }
     }
 }
@@ -167,6 +174,12 @@ pub enum MethodName {
     /// SPMix: lesion-aware patch mixing of instance and class-balanced batches + PaCo.
     #[serde(rename = "spmix")]
     Spmix,
+    /// MiSLAS: mixup + CE, then classifier re-training with label-aware smoothing (`[mislas]`).
+    #[serde(rename = "mislas")]
+    Mislas,
+    /// BCL: balanced contrastive loss with class prototypes + logit-compensated CE (`[bcl]`).
+    #[serde(rename = "bcl")]
+    Bcl,
 }
 
 impl MethodName {
@@ -177,6 +190,8 @@ impl MethodName {
             Self::CeResample => "ce-resample",
             Self::Paco => "paco",
             Self::Spmix => "spmix",
+            Self::Mislas => "mislas",
+            Self::Bcl => "bcl",
         }
     }
 }

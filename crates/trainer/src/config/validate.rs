@@ -104,6 +104,9 @@ impl Config {
                 "augment.crop_scale = [{lo}, {hi}]: needs 0 < min <= max <= 1"
             ));
         }
+        self.mislas
+            .validate(self.method.name == MethodName::Mislas, self.run.epochs)?;
+        self.bcl.validate()?;
         if self.eval.batch_size == 0 || self.data.prefetch == 0 {
             return Err("eval.batch_size and data.prefetch must be at least 1".into());
         }

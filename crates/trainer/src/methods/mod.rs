@@ -5,10 +5,15 @@
 //! - [`ce`]: cross-entropy on one batch `(B, 3, S, S)` (instance or class-balanced sampler);
 //! - [`paco`]: PaCo on the instance batch's query and key views, no mixing;
 //! - [`spmix`]: SPMix (docs/method.md, steps 1-8): tokens of the instance and class-balanced batches
-//!   mixed patch-wise with the lesion-aware ratio `(B, N)`, then PaCo.
+//!   mixed patch-wise with the lesion-aware ratio `(B, N)`, then PaCo;
+//! - [`mislas`]: MiSLAS's two stages (mixup + CE, then classifier re-training with label-aware
+//!   smoothing and BatchNorm shift on the class-balanced sampler);
+//! - [`bcl`]: BCL (balanced contrastive loss with class prototypes + logit-compensated CE).
 
+pub mod bcl;
 pub mod ce;
 pub mod keys;
+pub mod mislas;
 pub mod paco;
 pub mod spmix;
 
@@ -28,6 +33,10 @@ pub struct StepContext<'a> {
     /// The queue of past keys (contrastive methods).
     pub queue: Option<&'a LabelledQueue>,
     pub paco: Option<&'a PacoLoss>,
+    /// BCL's prototype head and loss (method `bcl`).
+    pub bcl: Option<&'a bcl::BclState>,
+    /// MiSLAS's stage split and stage-2 loss (method `mislas`).
+    pub mislas: Option<&'a mislas::MislasState>,
     pub epoch: usize,
     pub step: usize,
 }

@@ -56,6 +56,7 @@ pub enum Outcome {
 }
 
 mod setup;
+mod stages;
 
 /// A training run in a run folder (constructed and resumed in `setup.rs`).
 pub struct Trainer {
@@ -67,6 +68,10 @@ pub struct Trainer {
     key: Option<MomentumKeyNetwork>,
     queue: Option<LabelledQueue>,
     paco: Option<PacoLoss>,
+    /// BCL's prototype head and loss (method `bcl`).
+    bcl: Option<methods::bcl::BclState>,
+    /// MiSLAS's stage split and loss (method `mislas`), with stage 2's class-balanced loader.
+    mislas: Option<(methods::mislas::MislasState, Loader)>,
     /// `log(prior + 1e-9)` of the PaCo logit adjustment (empty without PaCo).
     log_prior: Vec<f64>,
     vars: Vec<(String, Var)>,
@@ -128,6 +133,9 @@ impl Trainer {
         if let Some(q) = &self.queue {
             out.extend(q.to_tensors("queue.")?);
         }
+        if let Some(b) = &self.bcl {
+            out.extend(b.tensors()?);
+        }
         Ok(out)
     }
 
@@ -137,7 +145,7 @@ impl Trainer {
             base_lr: self.cfg.optim.lr,
             min_lr: self.cfg.optim.min_lr,
             warmup_steps: self.cfg.optim.warmup_epochs * spe,
-            total_steps: self.cfg.run.epochs * spe,
+            total_steps: self.scheduled_epochs() * spe,
         }
     }
 
@@ -165,11 +173,11 @@ impl Trainer {
     /// Trains until all epochs are done, the stop flag is raised, or [`Self::halt_at_step`].
     pub fn fit(&mut self) -> Result<Outcome> {
         let epochs = self.cfg.run.epochs;
-        let spe = self.loader.steps_per_epoch();
         let schedule = self.schedule();
         let bs = self.cfg.run.batch_size;
         while self.state.epoch < epochs {
             let e = self.state.epoch;
+            let spe = self.loader_for(e).steps_per_epoch();
             let start = Instant::now();
             let bar = if self.progress {
                 indicatif::ProgressBar::new(spe as u64)
@@ -185,11 +193,14 @@ impl Trainer {
             );
             bar.set_prefix(format!("{}/{}", e + 1, epochs));
             bar.set_position(self.state.next_step as u64);
-            let mut lr = schedule.lr_at(self.state.global_step as usize);
-            for step in self.loader.epoch_from(e as u64, self.state.next_step) {
+            let mut lr = self.lr_at(&schedule, e, self.state.global_step);
+            let epoch_steps = self
+                .loader_for(e)
+                .epoch_from(e as u64, self.state.next_step);
+            for step in epoch_steps {
                 let step = step.with_context(|| format!("loading epoch {} step", e + 1))?;
                 let s = step.step;
-                lr = schedule.lr_at(self.state.global_step as usize);
+                lr = self.lr_at(&schedule, e, self.state.global_step);
                 let ctx = StepContext {
                     cfg: &self.cfg,
                     device: &self.device,
@@ -197,6 +208,8 @@ impl Trainer {
                     key: self.key.as_ref(),
                     queue: self.queue.as_ref(),
                     paco: self.paco.as_ref(),
+                    bcl: self.bcl.as_ref(),
+                    mislas: self.mislas.as_ref().map(|(m, _)| m),
                     epoch: e,
                     step: s,
                 };
@@ -204,6 +217,8 @@ impl Trainer {
                     MethodName::Ce | MethodName::CeResample => methods::ce::step(&ctx, &step)?,
                     MethodName::Paco => methods::paco::step(&ctx, &step)?,
                     MethodName::Spmix => methods::spmix::step(&ctx, &step)?,
+                    MethodName::Mislas => methods::mislas::step(&ctx, &step)?,
+                    MethodName::Bcl => methods::bcl::step(&ctx, &step)?,
                 };
                 let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 if !loss.is_finite() {

@@ -82,6 +82,14 @@ impl Trainer {
                     );
                 }
             }
+            if cfg.method.name == MethodName::Mislas {
+                bail!(
+                    "--set {}: a MiSLAS run cannot be extended ({} is split into its two stages \
+                     by run.epochs and mislas.stage2_epochs)",
+                    overrides.join(" "),
+                    dir.display()
+                );
+            }
             cfg = Config::from_toml_str(&cfg.to_toml(), "the run's config.toml", overrides)?;
             let done = checkpoint::list(dir)?
                 .last()
@@ -200,7 +208,21 @@ impl Trainer {
         } else {
             (None, None, Vec::new())
         };
-        let vars = query.trainable_vars();
+        let bcl = if m == MethodName::Bcl {
+            Some(methods::bcl::BclState::new(
+                &query,
+                &cfg.bcl,
+                &train.class_counts(),
+                cfg.run.seed,
+                &device,
+            )?)
+        } else {
+            None
+        };
+        let mut vars = query.trainable_vars();
+        if let Some(b) = &bcl {
+            vars.extend(b.trainable_vars());
+        }
         let parameters: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
         tracing::info!(
             "{} ({}): {parameters} trainable parameters in {} variables; {} epochs of batch {}, \
@@ -225,25 +247,44 @@ impl Trainer {
             },
         )?;
         let (mode, sampler) = match m {
-            MethodName::Ce => (LoaderMode::Baseline, BaselineSampler::Instance),
+            MethodName::Ce | MethodName::Mislas => {
+                (LoaderMode::Baseline, BaselineSampler::Instance)
+            }
             MethodName::CeResample => (LoaderMode::Baseline, BaselineSampler::ClassBalanced),
-            MethodName::Paco | MethodName::Spmix => (LoaderMode::Spmix, BaselineSampler::Instance),
+            MethodName::Paco | MethodName::Spmix | MethodName::Bcl => {
+                (LoaderMode::Spmix, BaselineSampler::Instance)
+            }
         };
-        let loader = Loader::new(
-            Arc::clone(&train),
-            mode,
-            crate::augment::augment_config(&cfg),
-            LoaderConfig {
-                batch_size: cfg.run.batch_size,
-                threads: cfg.data.workers,
-                prefetch: cfg.data.prefetch,
-                with_saliency: m == MethodName::Spmix,
-                class_weight_exponent: cfg.method.class_weight_exponent,
-                baseline_sampler: sampler,
-                ..LoaderConfig::default()
-            },
-            cfg.run.seed,
-        )?;
+        let make_loader = |mode: LoaderMode, sampler: BaselineSampler| {
+            Loader::new(
+                Arc::clone(&train),
+                mode,
+                crate::augment::augment_config(&cfg),
+                LoaderConfig {
+                    batch_size: cfg.run.batch_size,
+                    threads: cfg.data.workers,
+                    prefetch: cfg.data.prefetch,
+                    with_saliency: m == MethodName::Spmix,
+                    class_weight_exponent: cfg.method.class_weight_exponent,
+                    baseline_sampler: sampler,
+                    ..LoaderConfig::default()
+                },
+                cfg.run.seed,
+            )
+        };
+        let loader = make_loader(mode, sampler)?;
+        let mislas = if m == MethodName::Mislas {
+            let state = methods::mislas::MislasState::new(
+                &cfg.mislas,
+                cfg.run.epochs,
+                &train.class_counts(),
+                &device,
+            )?;
+            let stage2 = make_loader(LoaderMode::Baseline, BaselineSampler::ClassBalanced)?;
+            Some((state, stage2))
+        } else {
+            None
+        };
         Ok(Self {
             cfg,
             run_dir,
@@ -253,6 +294,8 @@ impl Trainer {
             key,
             queue,
             paco,
+            bcl,
+            mislas,
             log_prior,
             vars,
             opt,
@@ -273,6 +316,9 @@ impl Trainer {
         if let Some(key) = &self.key {
             key.load_tensors(checkpoint::strip_prefix(tensors, "key."), origin)
                 .with_context(|| format!("{origin}: key network"))?;
+        }
+        if let Some(b) = &self.bcl {
+            b.load(tensors, origin)?;
         }
         if self.queue.is_some() {
             self.queue = Some(
