@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         ("features".to_string(), features.clone()),
     ]);
     let classifier_weight = format!("{}weight", cfg.arch.classifier_prefix());
-    let has_classifier = report.loaded.iter().any(|n| *n == classifier_weight);
+    let has_classifier = report.loaded.contains(&classifier_weight);
     if has_classifier {
         out.insert("logits".to_string(), net.classify(&features)?);
     }
