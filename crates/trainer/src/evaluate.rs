@@ -1,12 +1,10 @@
 //! Inference and evaluation with the query network: images `(B, 3, S, S)` (resize + centre crop,
 //! docs/method.md step 10) -> logits `(B, C)` -> softmax probabilities; metrics from the argmax.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use dataset::augment::Pair;
 use dataset::data_set::DataSet;
 use dataset::loader::{Loader, LoaderConfig, LoaderMode};
 use model::QueryNetwork;
@@ -87,40 +85,4 @@ pub fn predict_split(
         labels,
         probabilities: probs,
     })
-}
-
-/// Class probabilities of image files (any size; resized and centre-cropped as in evaluation),
-/// one entry per file, in order. An image that cannot be read or decoded under `limits` gives
-/// `Err(message naming the file)` in its slot and does not stop the others; errors of the model
-/// itself fail the call.
-pub fn predict_files(
-    query: &QueryNetwork,
-    files: &[impl AsRef<Path>],
-    cfg: &Config,
-    device: &Device,
-    limits: &dataset::prepare::DecodeLimits,
-) -> Result<Vec<std::result::Result<Vec<f32>, String>>> {
-    let aug = augment_config(cfg);
-    let s = cfg.model.image_size;
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
-        let f = f.as_ref();
-        let img = match dataset::data_set::decode_with_limits(f, limits) {
-            Ok(img) => img.to_rgb8(),
-            Err(e) => {
-                out.push(Err(e.to_string()));
-                continue;
-            }
-        };
-        let (w, h) = img.dimensions();
-        let pair = Pair::new(img, image::GrayImage::new(w, h)).map_err(anyhow::Error::msg)?;
-        let view = aug.eval.apply(&pair);
-        let mut x = vec![0f32; 3 * s * s];
-        let mut sal = vec![0f32; s * s];
-        aug.normalization.write_chw(&view, &mut x, &mut sal);
-        let x = Tensor::from_vec(x, (1, 3, s, s), device)?;
-        let logits = query.classify(&query.encoder().forward_t(&x, false)?)?;
-        out.extend(probabilities(&logits)?.into_iter().map(Ok));
-    }
-    Ok(out)
 }

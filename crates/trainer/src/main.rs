@@ -1,4 +1,4 @@
-//! `trainer`: train / eval / predict / visualize. Glue over the library modules.
+//! `trainer`: train / eval / predict / export / visualize. Glue over the library modules.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,25 +43,44 @@ enum Command {
         #[arg(long)]
         no_test: bool,
     },
-    /// Evaluate a run's checkpoint on a split; writes report.md/.json, confusion.png and
-    /// predictions.csv into RUN_DIR/eval-<split>-<checkpoint>/.
+    /// Evaluate a run's checkpoint on a split of its data (report in
+    /// RUN_DIR/eval-<split>-<checkpoint>/), or with --labels and --images on any labelled set in
+    /// the ISIC ground-truth format, e.g. the official ISIC2018 Task 3 validation or test set
+    /// (report in RUN_DIR/eval-labels-<CSV name>-<checkpoint>/ unless --out). Writes report.md,
+    /// report.json, confusion.png and predictions.csv.
     Eval {
         /// The run folder (as `train` printed it), e.g. runs/demo-spmix-20261201-044030.
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
-        /// Which split of the run's data to evaluate.
-        #[arg(long, default_value = "test", value_parser = ["val", "test"])]
+        /// Which split of the run's data to evaluate (ignored with --labels).
+        #[arg(long, default_value = "test", value_parser = ["val", "test"], conflicts_with = "labels")]
         split: String,
+        /// Ground truth in the ISIC format (header image,MEL,NV,BCC,AKIEC,BKL,DF,VASC, one-hot
+        /// rows), e.g. ISIC2018_Task3_Validation_GroundTruth.csv; needs --images.
+        #[arg(long, value_name = "GT.csv", requires = "images")]
+        labels: Option<PathBuf>,
+        /// The folder holding <image>.jpg for every row of --labels, e.g.
+        /// ISIC2018_Task3_Validation_Input.
+        #[arg(long, value_name = "DIR", requires = "labels")]
+        images: Option<PathBuf>,
+        /// Output folder of a --labels evaluation (created if missing; its report files are
+        /// replaced), e.g. --out isic2018-val-report.
+        #[arg(long, value_name = "DIR", requires = "labels")]
+        out: Option<PathBuf>,
         /// The checkpoint: best on validation, or the last one written.
         #[arg(long, value_enum, default_value = "best")]
         checkpoint: Which,
         /// cpu or cuda:N, e.g. --device cuda:0 (default: the run's run.device).
         #[arg(long)]
         device: Option<String>,
+        /// Refuse images with more pixels than this (checked from the header before decoding).
+        #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
+        max_pixels: u64,
     },
-    /// Class probabilities of images (CSV on stdout: image,MEL,NV,BCC,AKIEC,BKL,DF,VASC,error).
-    /// An unreadable image gets a warning and a row with only its error; the others are still
-    /// predicted; the exit status is then 1.
+    /// Class probabilities of images, batched at the run's eval.batch_size. CSV (on stdout, or
+    /// --out): image,MEL,NV,BCC,AKIEC,BKL,DF,VASC,predicted,file,error. An unreadable image gets
+    /// a warning and a row with only its error; the others are still predicted; the exit status
+    /// is then 1.
     Predict {
         /// The run folder whose model predicts, e.g. runs/demo-spmix-20261201-044030.
         #[arg(long, value_name = "RUN_DIR")]
@@ -75,9 +94,33 @@ enum Command {
         /// Refuse images with more pixels than this (checked from the header before decoding).
         #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
         max_pixels: u64,
-        /// Image files (JPEG or PNG, recognised by content), e.g. data/isic/ISIC_0024306.jpg.
+        /// Write the CSV to this file (atomically; replaced if it exists) instead of stdout,
+        /// e.g. --out predictions.csv.
+        #[arg(long, value_name = "FILE.csv")]
+        out: Option<PathBuf>,
+        /// Image files (JPEG or PNG, recognised by content) and folders (their .jpg, .jpeg and
+        /// .png files, sorted by name, sub-folders not searched), e.g. data/isic/ISIC_0024306.jpg
+        /// or ISIC2018_Task3_Test_Input.
         #[arg(required = true, value_name = "IMAGES")]
         images: Vec<PathBuf>,
+    },
+    /// Export a run's classifier (query encoder + linear head, no contrastive heads, key network,
+    /// optimiser state or queue) as a timm state dict, with preprocess.json beside it (image size,
+    /// resize, mean, std, class order). See docs/export.md for loading it in timm.
+    Export {
+        /// The run folder, e.g. runs/demo-spmix-20261201-044030.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// The checkpoint: best on validation, or the last one written.
+        #[arg(long, value_enum, default_value = "best")]
+        checkpoint: Which,
+        /// The weights file to write, e.g. --out export/model.safetensors; preprocess.json goes
+        /// into the same folder.
+        #[arg(long, value_name = "FILE.safetensors")]
+        out: PathBuf,
+        /// Replace an existing weights file or preprocess.json (refused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Draw the paper's figures: with --split, the class counts per split coloured by
     /// Many/Medium/Few group (Fig. 3); with --config or --run, tail/head pairs drawn by the
@@ -175,17 +218,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eval {
             run,
             split,
+            labels,
+            images,
+            out,
             checkpoint,
             device,
+            max_pixels,
         } => {
             let dev = device.as_deref().map(train::open_device).transpose()?;
             let name = match checkpoint {
                 Which::Best => "best",
                 Which::Last => "last",
             };
-            let out = run.join(format!("eval-{split}-{name}"));
-            trainer::evaluate_run::evaluate_run(&run, &split, checkpoint, dev.as_ref(), &out)?;
-            println!("report: {}", out.display());
+            match (labels, images) {
+                (Some(labels), Some(images)) => {
+                    let out = out.unwrap_or_else(|| {
+                        trainer::eval_labelled::default_out_dir(&run, &labels, checkpoint)
+                    });
+                    let limits = dataset::prepare::DecodeLimits::with_max_pixels(max_pixels);
+                    trainer::eval_labelled::evaluate_labelled(
+                        &run,
+                        checkpoint,
+                        dev.as_ref(),
+                        &labels,
+                        &images,
+                        &out,
+                        &limits,
+                    )?;
+                    println!("report: {}", out.display());
+                }
+                _ => {
+                    let out = run.join(format!("eval-{split}-{name}"));
+                    trainer::evaluate_run::evaluate_run(
+                        &run,
+                        &split,
+                        checkpoint,
+                        dev.as_ref(),
+                        &out,
+                    )?;
+                    println!("report: {}", out.display());
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict {
@@ -193,25 +266,49 @@ fn run(cli: Cli) -> Result<ExitCode> {
             checkpoint,
             device,
             max_pixels,
+            out,
             images,
         } => {
+            let files = trainer::predict::collect_images(&images)?;
             let dev = device.as_deref().map(train::open_device).transpose()?;
             let (cfg, _, query, _, dev) =
                 trainer::evaluate_run::load_run_network(&run, checkpoint, dev.as_ref())?;
             let limits = dataset::prepare::DecodeLimits::with_max_pixels(max_pixels);
-            let results = trainer::evaluate::predict_files(&query, &images, &cfg, &dev, &limits)?;
-            let rows: Vec<_> = images.into_iter().zip(results).collect();
+            let results = trainer::predict::predict_images(&query, &files, &cfg, &dev, &limits)?;
+            let rows: Vec<_> = files.into_iter().zip(results).collect();
             let failed = rows.iter().filter(|(_, r)| r.is_err()).count();
             for (_, r) in &rows {
                 if let Err(message) = r {
                     tracing::warn!("skipped: {message}");
                 }
             }
-            trainer::predict_csv::write_predictions(std::io::stdout().lock(), &rows)?;
+            match &out {
+                Some(path) => {
+                    trainer::predict_csv::write_predictions_file(path, &rows)?;
+                    eprintln!("{} prediction(s) written to {}", rows.len(), path.display());
+                }
+                None => trainer::predict_csv::write_predictions(std::io::stdout().lock(), &rows)?,
+            }
             if failed > 0 {
                 tracing::warn!("{failed} of {} image(s) could not be read", rows.len());
                 return Ok(ExitCode::FAILURE);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export {
+            run,
+            checkpoint,
+            out,
+            force,
+        } => {
+            let done = trainer::export::export_run(&run, checkpoint, &out, force)?;
+            println!(
+                "exported {} tensors ({} values) to {}\npreprocessing: {}",
+                done.tensors,
+                done.elements,
+                done.model_path.display(),
+                done.preprocess_path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Visualize {

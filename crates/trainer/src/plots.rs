@@ -94,8 +94,17 @@ const SERIES_COLORS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 
+/// Colour of the best-epoch marker (a dashed vertical line and its label), used for nothing else.
+pub const BEST_EPOCH_COLOR: RGBColor = RGBColor(120, 60, 20);
+/// Colour of the legend frame, used for nothing else.
+pub const LEGEND_FRAME_COLOR: RGBColor = RGBColor(0, 110, 110);
+/// Width in pixels of the legend column right of a panel's plot (panels with several series).
+pub const LEGEND_WIDTH: u32 = 118;
+
 /// One panel of `curves.png`: named series of `(epoch, value)` (non-finite values are skipped).
-#[allow(clippy::type_complexity)]
+/// With several series the legend gets a column of its own right of the plot, so it never hides
+/// a point; `best_epoch` (1-based) draws a dashed vertical line labelled with it.
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn draw_panel(
     area: &DrawingArea<BitMapBackend<'_>, Shift>,
     title: &str,
@@ -104,8 +113,16 @@ fn draw_panel(
     y_range: (f64, f64),
     y_fmt: &dyn Fn(&f64) -> String,
     series: &[(&str, Vec<(f64, f64)>)],
+    best_epoch: Option<usize>,
 ) -> anyhow::Result<()> {
-    let mut chart = ChartBuilder::on(area)
+    let (width, _) = area.dim_in_pixel();
+    let (plot_area, legend_area) = if series.len() > 1 && width > 2 * LEGEND_WIDTH {
+        let (plot, legend) = area.split_horizontally(width - LEGEND_WIDTH);
+        (plot, Some(legend))
+    } else {
+        (area.clone(), None)
+    };
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, (FONT, 22))
         .margin(12)
         .x_label_area_size(40)
@@ -124,7 +141,36 @@ fn draw_panel(
         .axis_desc_style((FONT, 15))
         .draw()
         .map_err(draw_err)?;
-    for (i, (name, points)) in series.iter().enumerate() {
+    if let Some(best) = best_epoch {
+        let x = best as f64;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, y_range.0), (x, y_range.1)],
+                6,
+                4,
+                BEST_EPOCH_COLOR.stroke_width(2),
+            ))
+            .map_err(draw_err)?;
+        // The label goes on the side of the line with more room.
+        let right_half = x > 0.5 * (x_range.0 + x_range.1);
+        let (dx, hpos) = if right_half {
+            (-5, HPos::Right)
+        } else {
+            (5, HPos::Left)
+        };
+        let style = (FONT, 13)
+            .into_font()
+            .color(&BEST_EPOCH_COLOR)
+            .pos(Pos::new(hpos, VPos::Top));
+        chart
+            .plotting_area()
+            .draw(
+                &(EmptyElement::at((x, y_range.1))
+                    + Text::new(format!("best: epoch {best}"), (dx, 4), style)),
+            )
+            .map_err(draw_err)?;
+    }
+    for (i, (_, points)) in series.iter().enumerate() {
         let color = SERIES_COLORS[i % SERIES_COLORS.len()];
         let finite: Vec<(f64, f64)> = points
             .iter()
@@ -133,29 +179,52 @@ fn draw_panel(
             .collect();
         chart
             .draw_series(LineSeries::new(finite, color.stroke_width(2)).point_size(3))
-            .map_err(draw_err)?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-    }
-    if series.len() > 1 {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.6))
-            .border_style(BLACK)
-            .draw()
             .map_err(draw_err)?;
+    }
+    if let Some(legend) = legend_area {
+        let row = 22;
+        let top = 56;
+        let bottom = top + row * series.len() as i32 + 8;
+        legend
+            .draw(&Rectangle::new(
+                [(2, top - 14), (LEGEND_WIDTH as i32 - 6, bottom)],
+                LEGEND_FRAME_COLOR.stroke_width(1),
+            ))
+            .map_err(draw_err)?;
+        for (i, (name, _)) in series.iter().enumerate() {
+            let color = SERIES_COLORS[i % SERIES_COLORS.len()];
+            let y = top + row * i as i32;
+            legend
+                .draw(&PathElement::new(
+                    vec![(8, y), (26, y)],
+                    color.stroke_width(2),
+                ))
+                .map_err(draw_err)?;
+            legend
+                .draw(&Text::new(
+                    name.to_string(),
+                    (32, y),
+                    (FONT, 13)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(draw_err)?;
+        }
     }
     Ok(())
 }
 
 /// Writes `curves.png` (1500 x 480): training loss; train / validation accuracy, validation accuracy
-/// per group and validation macro F1 (in percent); learning rate; all against the epoch.
-/// `epochs: [E]`, E >= 1, in any order (they are sorted by `epoch`); non-finite values are skipped.
-pub fn plot_curves(path: &Path, epochs: &[EpochRecord]) -> anyhow::Result<()> {
+/// per group and validation macro F1 (in percent, legend in a column right of the plot); learning
+/// rate; all against the epoch. `epochs: [E]`, E >= 1, in any order (they are sorted by `epoch`);
+/// non-finite values are skipped. `best_epoch` (1-based; the epoch whose checkpoint is selected as
+/// best) is marked in every panel by a dashed vertical line labelled `best: epoch N`.
+pub fn plot_curves(
+    path: &Path,
+    epochs: &[EpochRecord],
+    best_epoch: Option<usize>,
+) -> anyhow::Result<()> {
     if epochs.is_empty() {
         return Err(ReportError::NoEpochs {
             path: path.to_path_buf(),
@@ -210,6 +279,7 @@ pub fn plot_curves(path: &Path, epochs: &[EpochRecord]) -> anyhow::Result<()> {
             loss_range,
             &|v| format!("{v:.3}"),
             &[("train loss", loss.clone())],
+            best_epoch,
         )?;
         draw_panel(
             &panels[1],
@@ -219,6 +289,7 @@ pub fn plot_curves(path: &Path, epochs: &[EpochRecord]) -> anyhow::Result<()> {
             (0.0, 100.0),
             &|v| format!("{v:.0}"),
             &accuracy,
+            best_epoch,
         )?;
         draw_panel(
             &panels[2],
@@ -228,6 +299,7 @@ pub fn plot_curves(path: &Path, epochs: &[EpochRecord]) -> anyhow::Result<()> {
             lr_range,
             &|v| format!("{v:.1e}"),
             &[("lr", lr.clone())],
+            best_epoch,
         )?;
         Ok(())
     })

@@ -284,7 +284,7 @@ fn curves_png_has_every_series() {
     let path = dir.path().join("curves.png");
     let mut records = epochs(12);
     records.reverse(); // order does not matter
-    plot_curves(&path, &records).unwrap();
+    plot_curves(&path, &records, Some(9)).unwrap();
     let img = load_png(&path);
     assert_eq!(img.dimensions(), (1500, 480));
     for rgb in [
@@ -306,15 +306,15 @@ fn curves_png_has_every_series() {
 fn curves_png_single_epoch_and_nan_loss() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("curves.png");
-    plot_curves(&path, &epochs(1)).unwrap();
+    plot_curves(&path, &epochs(1), None).unwrap();
     assert_eq!(load_png(&path).dimensions(), (1500, 480));
 
     let mut records = epochs(4);
     records[3].train_loss = f64::NAN; // the NaN guard stopped the run at epoch 4
-    plot_curves(&path, &records).unwrap();
+    plot_curves(&path, &records, Some(9)).unwrap();
     assert!(distinct_colors(&load_png(&path)) > 50);
 
-    let err = plot_curves(&path, &[]).unwrap_err();
+    let err = plot_curves(&path, &[], None).unwrap_err();
     assert!(matches!(
         err.downcast_ref::<ReportError>(),
         Some(ReportError::NoEpochs { .. })

@@ -120,7 +120,7 @@ fn predict_reports_an_unreadable_image_and_predicts_the_others() {
     let files = [good.clone(), truncated.clone(), good];
     let limits = dataset::prepare::DecodeLimits::default();
     let out =
-        trainer::evaluate::predict_files(&query, &files, &cfg, &candle_core::Device::Cpu, &limits)
+        trainer::predict::predict_images(&query, &files, &cfg, &candle_core::Device::Cpu, &limits)
             .unwrap();
     assert_eq!(out.len(), 3);
     let p0 = out[0].as_ref().unwrap();

@@ -341,7 +341,8 @@ impl Trainer {
             self.apply(&actions)?;
             self.write_metrics()?;
             let curves = self.run_dir.join("curves.png");
-            if let Err(err) = crate::plots::plot_curves(&curves, &self.state.history) {
+            let best_epoch = self.state.best.map(|(epoch, _)| epoch);
+            if let Err(err) = crate::plots::plot_curves(&curves, &self.state.history, best_epoch) {
                 tracing::warn!("curves.png not written: {err:#}");
             }
             if self.stop.load(Ordering::SeqCst) && self.state.epoch < epochs {

@@ -1,0 +1,294 @@
+//! `trainer export`: the export of a committed tiny run is the state dict timm loaded (names,
+//! shapes, dtypes, values) with the preprocessing timm applied, and `trainer predict` gives timm's
+//! logits on three images within 1e-4; the paper's model exports exactly the tensors of timm's
+//! `vit_small_resnet50d_s16_224`; existing files are not replaced without `--force`.
+//!
+//! Fixtures: `tests/fixtures/user_data/` (run/, export/, export_images/,
+//! timm_vit_small_resnet50d_s16_224_tensors.json), written by
+//! `crates/trainer/scripts/user_data_fixtures.py` (timm 1.0.31 through docs/export_timm.py).
+//!
+//! The chain the tests close: the fresh export equals `export/model.safetensors` and
+//! `export/preprocess.json`; timm, given exactly those, produced `export/timm_logits.json`; the
+//! trainer's `predict` reproduces those logits. A wrong name, a swapped or transposed tensor, a
+//! different mean/std/resize, or a permuted class order breaks one of the links.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::{DType, Device, Tensor};
+use model::{ModelConfig, QueryNetwork};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/user_data")
+}
+
+fn trainer() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+fn export(run: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    trainer()
+        .args(["export", "--run"])
+        .arg(run)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn read(path: &Path) -> BTreeMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn export_of_the_tiny_run_is_the_state_dict_timm_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("exp").join("model.safetensors");
+    let o = export(&fixtures().join("run"), &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let fresh = read(&out);
+    let committed = read(&fixtures().join("export/model.safetensors"));
+    let names = |m: &BTreeMap<String, Tensor>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&fresh), names(&committed));
+    for (name, t) in &committed {
+        let f = &fresh[name];
+        assert_eq!(f.dtype(), t.dtype(), "{name}");
+        assert_eq!(f.dims(), t.dims(), "{name}");
+        assert_eq!(values(f), values(t), "{name}");
+    }
+    for name in fresh.keys() {
+        for training_only in [
+            "projector.",
+            "predictor.",
+            "key.",
+            "opt.",
+            "queue",
+            "query.",
+        ] {
+            assert!(
+                !name.starts_with(training_only),
+                "{name} must not be exported"
+            );
+        }
+    }
+    assert!(fresh.contains_key("head.weight") && fresh.contains_key("patch_embed.proj.weight"));
+    // The checkpoint it came from does hold the training state the export leaves out.
+    let ckpt = std::fs::read_dir(fixtures().join("run/checkpoints"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("state.safetensors");
+    let all = read(&ckpt);
+    assert!(all.keys().any(|k| k.starts_with("key.")));
+    assert!(all.keys().any(|k| k.starts_with("query.projector.")));
+
+    let pp = json(&dir.path().join("exp/preprocess.json"));
+    assert_eq!(pp, json(&fixtures().join("export/preprocess.json")));
+    assert_eq!(pp["image_size"], 32);
+    assert_eq!(pp["eval_resize"], 37); // round(32 * 256 / 224)
+    assert_eq!(
+        pp["class_order"],
+        serde_json::json!(["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"])
+    );
+    assert_eq!(pp["timm_model"], serde_json::Value::Null);
+}
+
+/// Rows `(image, [C] probabilities)` of a `predict` CSV.
+fn read_predict_csv(path: &Path) -> Vec<(String, Vec<f64>, String)> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header,
+        [
+            "image",
+            "MEL",
+            "NV",
+            "BCC",
+            "AKIEC",
+            "BKL",
+            "DF",
+            "VASC",
+            "predicted",
+            "file",
+            "error"
+        ]
+    );
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            let p = (1..8).map(|j| rec[j].parse::<f64>().unwrap()).collect();
+            (rec[0].to_string(), p, rec[8].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn predict_gives_timms_logits_on_three_images() {
+    let timm = json(&fixtures().join("export/timm_logits.json"));
+    let images: Vec<PathBuf> = timm["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| fixtures().join("export_images").join(n.as_str().unwrap()))
+        .collect();
+    assert_eq!(images.len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("p.csv");
+    let o = trainer()
+        .args(["predict", "--device", "cpu", "--run"])
+        .arg(fixtures().join("run"))
+        .arg("--out")
+        .arg(&csv_path)
+        .args(&images)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = read_predict_csv(&csv_path);
+    let classes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"];
+    for (i, (image, probs, predicted)) in rows.iter().enumerate() {
+        assert_eq!(
+            *image,
+            images[i].file_stem().unwrap().to_string_lossy(),
+            "row order"
+        );
+        let logits: Vec<f64> = timm["logits"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        // Softmax drops a per-row constant: compare log-probabilities and logits centred.
+        let log_p: Vec<f64> = probs.iter().map(|p| p.ln()).collect();
+        let centre = |v: &[f64]| {
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            v.iter().map(|x| x - m).collect::<Vec<_>>()
+        };
+        let (a, b) = (centre(&log_p), centre(&logits));
+        for k in 0..7 {
+            assert!(
+                (a[k] - b[k]).abs() <= 1e-4,
+                "{image} class {}: trainer {} timm {}",
+                classes[k],
+                a[k],
+                b[k]
+            );
+        }
+        let best = (0..7)
+            .max_by(|&x, &y| logits[x].total_cmp(&logits[y]))
+            .unwrap();
+        assert_eq!(predicted, classes[best]);
+    }
+}
+
+/// `(name, shape, dtype)` of every tensor of timm's `vit_small_resnet50d_s16_224` state dict.
+fn timm_paper_tensors() -> BTreeMap<String, (Vec<usize>, DType)> {
+    let doc = json(&fixtures().join("timm_vit_small_resnet50d_s16_224_tensors.json"));
+    doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let shape = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect();
+            let dtype = match t["dtype"].as_str().unwrap() {
+                "F32" => DType::F32,
+                "I64" => DType::I64,
+                other => panic!("unexpected dtype {other}"),
+            };
+            (t["name"].as_str().unwrap().to_string(), (shape, dtype))
+        })
+        .collect()
+}
+
+#[test]
+fn the_paper_model_exports_exactly_timms_vit_small_resnet50d_s16_224_tensors() {
+    let cfg = ModelConfig::full();
+    assert!(trainer::export::is_timm_architecture(&cfg));
+    let query = QueryNetwork::new(&cfg, &Device::Cpu).unwrap();
+    let exported: BTreeMap<String, (Vec<usize>, DType)> = trainer::export::timm_state_dict(&query)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, (t.dims().to_vec(), t.dtype())))
+        .collect();
+    let timm = timm_paper_tensors();
+    assert!(timm.len() > 300);
+    let missing: Vec<_> = timm.keys().filter(|k| !exported.contains_key(*k)).collect();
+    let extra: Vec<_> = exported.keys().filter(|k| !timm.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
+    for (name, want) in &timm {
+        assert_eq!(&exported[name], want, "{name}");
+    }
+}
+
+#[test]
+fn an_existing_export_is_kept_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.safetensors");
+    let pp = dir.path().join("preprocess.json");
+    std::fs::write(&pp, "{\"mine\": true}").unwrap();
+    let o = export(&fixtures().join("run"), &out, &[]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(pp.to_str().unwrap()) && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written when one file is refused");
+    assert_eq!(std::fs::read_to_string(&pp).unwrap(), "{\"mine\": true}");
+
+    let o = export(&fixtures().join("run"), &out, &["--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&pp)["image_size"], 32);
+    let o = export(&fixtures().join("run"), &out, &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(out.to_str().unwrap()));
+
+    let o = export(&fixtures().join("run"), &pp, &["--force"]);
+    assert!(!o.status.success(), "--out preprocess.json is refused");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn export_of_a_missing_run_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("no-such-run");
+    let o = export(&run, &dir.path().join("m.safetensors"), &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(run.to_str().unwrap()));
+}
