@@ -13,8 +13,9 @@ use model::{ModelConfig, QueryNetwork};
 
 fn tiny() -> ModelConfig {
     ModelConfig {
-        trunk_layers: [2, 1, 2],
-        trunk_channels: [4, 8, 16],
+        arch: model::Arch::Hybrid,
+        trunk_layers: vec![2, 1, 2],
+        trunk_channels: vec![4, 8, 16],
         stem_width: 4,
         embed_dim: 32,
         depth: 2,

@@ -1,15 +1,17 @@
-//! Runs the Hybrid-ViT on images and writes its tokens, features (and logits) to check weights
-//! against timm:
+//! Runs the encoder (Hybrid-ViT, or ResNet-50 with `arch = "resnet50"` in the `[model]` table)
+//! on images and writes its tokens, features (and logits) to check weights against timm:
 //!
 //! ```text
 //! cargo run --release -p model --example forward -- --config M.toml --weights W.safetensors \
 //!     --input X.safetensors [--train] --out Y.safetensors
 //! ```
 //!
-//! X holds `images` (B, 3, S, S) f32; Y gets `tokens` (B, N, C), `features` (B, C) and, when
-//! the weights hold a classifier (`head.*`), `logits` (B, classes). Encoder-only timm state
-//! dicts load (heads absent); `module.` / `base_encoder.` prefixes are stripped. `--train` uses
-//! batch statistics in the BatchNorms (timm's `model.train()`; there is no dropout).
+//! X holds `images` (B, 3, S, S) f32; Y gets `tokens` (B, N, C), `features` (B, F) (the hybrid's
+//! cls feature; ResNet-50's globally pooled stage-4 map, the input of its classifier) and, when
+//! the weights hold a classifier (`head.*` / ResNet-50's `fc.*`), `logits` (B, classes).
+//! Encoder-only timm state dicts load (heads absent); `module.` / `base_encoder.` prefixes are
+//! stripped. `--train` uses batch statistics in the BatchNorms (timm's `model.train()`; there is
+//! no dropout).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use clap::Parser;
 use model::{loading, ModelConfig, QueryNetwork};
 
 #[derive(Parser)]
-#[command(about = "Hybrid-ViT forward pass on a safetensors batch")]
+#[command(about = "Hybrid-ViT / ResNet-50 forward pass on a safetensors batch")]
 struct Args {
     /// TOML file with a `[model]` table.
     #[arg(long)]
@@ -55,12 +57,13 @@ fn main() -> anyhow::Result<()> {
         .encoder()
         .embed_t(&images, args.train)
         .with_context(|| format!("images from {}", args.input.display()))?;
-    let features = net.encoder().encode(&tokens)?;
+    let features = net.encoder().encode_t(&tokens, args.train)?;
     let mut out = HashMap::from([
         ("tokens".to_string(), tokens),
         ("features".to_string(), features.clone()),
     ]);
-    let has_classifier = report.loaded.iter().any(|n| n == "head.weight");
+    let classifier_weight = format!("{}weight", cfg.arch.classifier_prefix());
+    let has_classifier = report.loaded.contains(&classifier_weight);
     if has_classifier {
         out.insert("logits".to_string(), net.classify(&features)?);
     }

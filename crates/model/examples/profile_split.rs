@@ -42,17 +42,17 @@ fn main() -> anyhow::Result<()> {
         let enc = net.encoder();
         let x = Tensor::randn(0f32, 1., (b, 3, 224, 224), &dev)?;
         let n = cfg.num_patches();
-        let rt = Tensor::randn(0f32, 1., (b, n, cfg.embed_dim), &dev)?;
-        let r = Tensor::randn(0f32, 1., (b, cfg.embed_dim), &dev)?;
+        let rt = Tensor::randn(0f32, 1., (b, n, cfg.token_dim()), &dev)?;
+        let r = Tensor::randn(0f32, 1., (b, cfg.feature_dim()), &dev)?;
         let tf = time(iters, || enc.embed_t(&x, true).map(drop))?;
         let tfb = time(iters, || {
             let t = enc.embed_t(&x, true)?;
             (t * &rt)?.sum_all()?.backward().map(drop)
         })?;
-        let tok = Var::from_tensor(&Tensor::randn(0f32, 1., (b, n, cfg.embed_dim), &dev)?)?;
-        let vf = time(iters, || enc.encode(tok.as_tensor()).map(drop))?;
+        let tok = Var::from_tensor(&Tensor::randn(0f32, 1., (b, n, cfg.token_dim()), &dev)?)?;
+        let vf = time(iters, || enc.encode_t(tok.as_tensor(), true).map(drop))?;
         let vfb = time(iters, || {
-            let f = enc.encode(tok.as_tensor())?;
+            let f = enc.encode_t(tok.as_tensor(), true)?;
             (f * &r)?.sum_all()?.backward().map(drop)
         })?;
         let all = time(iters, || {
@@ -76,8 +76,8 @@ fn main() -> anyhow::Result<()> {
         let net = QueryNetwork::new(&cfg, &dev)?;
         let enc = net.encoder();
         let x = Tensor::randn(0f32, 1., (b, 3, 224, 224), &dev)?;
-        let rt = Tensor::randn(0f32, 1., (b, cfg.num_patches(), cfg.embed_dim), &dev)?;
-        let r = Tensor::randn(0f32, 1., (b, cfg.embed_dim), &dev)?;
+        let rt = Tensor::randn(0f32, 1., (b, cfg.num_patches(), cfg.token_dim()), &dev)?;
+        let r = Tensor::randn(0f32, 1., (b, cfg.feature_dim()), &dev)?;
         let tok = Var::from_tensor(&rt)?;
         let t = time(iters, || {
             if what == "trunk" {
@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
                     .backward()
                     .map(drop)
             } else {
-                (enc.encode(tok.as_tensor())? * &r)?
+                (enc.encode_t(tok.as_tensor(), true)? * &r)?
                     .sum_all()?
                     .backward()
                     .map(drop)

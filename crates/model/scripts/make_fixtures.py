@@ -15,15 +15,24 @@ crates/model/tests/fixtures/:
   tiny_resnet.safetensors      a plain timm ResNet-D state dict (layer4, fc, num_batches_tracked
                                included) with the tiny trunk's sizes
   tiny_resnet_io.safetensors   images and its eval-mode layer3 output `features` (B, 64, 3, 3)
+  tiny_resnet50.toml           the `[model]` table of a tiny `arch = "resnet50"` (four stages)
+  tiny_resnet50_weights.safetensors  timm ResNet-D state dict (conv1.*, bn1.*, layer1-4.*, fc.*)
+                               + projector., predictor.
+  tiny_resnet50_io.safetensors images; eval_* and train_* outputs: tokens (B,N,C3) (the layer3
+                               map flattened), features (B,C4) (global average pool of layer4,
+                               timm's forward_head(pre_logits=True)), logits (B,K), proj, pred
+  tiny_resnet50_after_train.safetensors  running statistics after ONE train-mode forward
 
 Run (from the repository root):
   python -m venv venv && venv/bin/pip install torch==2.15.0 timm==1.0.31 safetensors==0.8.0 numpy
   venv/bin/python crates/model/scripts/make_fixtures.py
-Check the `forward` example on a config and input that the fixtures do not use:
+Check the `forward` example on configs and inputs that the fixtures do not use (the hybrid, then
+`arch = "resnet50"`):
   venv/bin/python crates/model/scripts/make_fixtures.py --check-example
 (builds the example with cargo, runs it in eval and train mode, compares with timm).
 """
 import argparse
+import copy
 import os
 import subprocess
 import sys
@@ -129,6 +138,8 @@ def toml_of(cfg):
     def val(v):
         if isinstance(v, list):
             return "[" + ", ".join(str(x) for x in v) + "]"
+        if isinstance(v, str):
+            return f'"{v}"'
         return str(v)
     return "[model]\n" + "".join(f"{k} = {val(v)}\n" for k, v in cfg.items())
 
@@ -140,6 +151,84 @@ TINY = dict(trunk_layers=[2, 1, 2], trunk_channels=[4, 8, 16], stem_width=4, emb
 OTHER = dict(trunk_layers=[1, 2, 1], trunk_channels=[8, 4, 8], stem_width=6, embed_dim=24,
              depth=3, num_heads=3, mlp_ratio=2.0, image_size=56, num_classes=3,
              proj_hidden=12, proj_dim=6)
+
+
+class FullResNet(nn.Module):
+    """timm's ResNet-D as `resnet50d` builds it (deep stem, avg-down), four stages, + heads."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.resnet = ResNet(Bottleneck, layers=list(cfg["trunk_layers"]),
+                             channels=list(cfg["trunk_channels"]), stem_type="deep",
+                             stem_width=cfg["stem_width"], avg_down=True,
+                             num_classes=cfg["num_classes"])
+        c4 = self.resnet.num_features
+        self.projector = mlp_head([c4, cfg["proj_hidden"], cfg["proj_hidden"], cfg["proj_dim"]])
+        self.predictor = mlp_head([cfg["proj_dim"], cfg["proj_hidden"], cfg["proj_dim"]])
+
+    def state(self):
+        sd = dict(self.resnet.state_dict())
+        for name, m in (("projector", self.projector), ("predictor", self.predictor)):
+            for k, v in m.state_dict().items():
+                sd[f"{name}.{k}"] = v
+        return {k: v.detach().contiguous().clone() for k, v in sd.items()
+                if not k.endswith("num_batches_tracked")}
+
+    def outputs(self, images):
+        r = self.resnet
+        x = r.maxpool(r.act1(r.bn1(r.conv1(images))))
+        x3 = r.layer3(r.layer2(r.layer1(x)))
+        tokens = x3.flatten(2).transpose(1, 2)
+        feats = r.forward_head(r.layer4(x3), pre_logits=True)
+        # The same features through timm's own forward (no split): a check of the split itself.
+        assert torch.equal(feats, r.forward_head(r.forward_features(images), pre_logits=True))
+        logits = r.fc(feats)
+        proj = self.projector(feats)
+        pred = self.predictor(proj)
+        return dict(tokens=tokens, features=feats, logits=logits, proj=proj, pred=pred)
+
+
+def build_resnet(cfg, seed):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = FullResNet(cfg)
+    randomise(model, gen)
+    return model, gen
+
+
+# A tiny plain ResNet-50-D: blocks with and without a shortcut conv, every stage.
+TINY_RESNET50 = dict(arch="resnet50", trunk_layers=[2, 1, 1, 2], trunk_channels=[4, 8, 8, 16],
+                     stem_width=4, image_size=40, num_classes=5, proj_hidden=16, proj_dim=8)
+# Different from TINY_RESNET50 in every size: used only by --check-example.
+OTHER_RESNET50 = dict(arch="resnet50", trunk_layers=[1, 2, 1, 1], trunk_channels=[6, 4, 8, 4],
+                      stem_width=6, image_size=48, num_classes=3, proj_hidden=12, proj_dim=6)
+
+
+def make_resnet50_fixtures():
+    model, gen = build_resnet(TINY_RESNET50, 4321)
+    images = torch.randn(6, 3, TINY_RESNET50["image_size"], TINY_RESNET50["image_size"],
+                         generator=gen)
+    weights = model.state()
+    fresh = copy.deepcopy(model)
+    io = {"images": images}
+    for mode, train in (("eval", False), ("train", True)):
+        model.train(train)
+        with torch.no_grad():
+            for k, v in model.outputs(images).items():
+                io[f"{mode}_{k}"] = v.contiguous()
+    # outputs() runs the train-mode forward twice (split + timm's own): the statistics after ONE
+    # train-mode forward come from an untouched copy, as the Rust test does it.
+    fresh.train()
+    with torch.no_grad():
+        r = fresh.resnet
+        f = r.forward_head(r.forward_features(images), pre_logits=True)
+        fresh.predictor(fresh.projector(f))
+    after = {k: v for k, v in fresh.state().items() if "running_" in k}
+    save_file(weights, os.path.join(FIX, "tiny_resnet50_weights.safetensors"))
+    save_file(io, os.path.join(FIX, "tiny_resnet50_io.safetensors"))
+    save_file(after, os.path.join(FIX, "tiny_resnet50_after_train.safetensors"))
+    with open(os.path.join(FIX, "tiny_resnet50.toml"), "w") as f:
+        f.write(toml_of(TINY_RESNET50))
 
 
 def make_fixtures():
@@ -175,6 +264,7 @@ def make_fixtures():
     save_file({k: v.contiguous() for k, v in r.state_dict().items()},
               os.path.join(FIX, "tiny_resnet.safetensors"))
     save_file({"images": x, "features": f.contiguous()}, os.path.join(FIX, "tiny_resnet_io.safetensors"))
+    make_resnet50_fixtures()
     print("fixtures written to", os.path.normpath(FIX))
 
 
@@ -184,18 +274,31 @@ def check_example():
     images = torch.randn(2, 3, OTHER["image_size"], OTHER["image_size"], generator=gen)
     # An encoder-only timm state dict (with its classifier head, without projector/predictor).
     sd = {k: v for k, v in model.state().items() if not k.startswith(("projector.", "predictor."))}
+    return run_example(OTHER, sd, images, model)
+
+
+def check_example_resnet50():
+    """The same for `arch = "resnet50"`: a plain timm ResNet-D state dict with its `fc`."""
+    model, gen = build_resnet(OTHER_RESNET50, 98)
+    images = torch.randn(2, 3, OTHER_RESNET50["image_size"], OTHER_RESNET50["image_size"],
+                         generator=gen)
+    sd = {k: v for k, v in model.state().items() if not k.startswith(("projector.", "predictor."))}
+    return run_example(OTHER_RESNET50, sd, images, model)
+
+
+def run_example(cfg, sd, images, model):
     root = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path = os.path.join(tmp, "m.toml")
         with open(cfg_path, "w") as f:
-            f.write(toml_of(OTHER))
+            f.write(toml_of(cfg))
         w_path, x_path = os.path.join(tmp, "w.safetensors"), os.path.join(tmp, "x.safetensors")
         save_file({"module." + k: v for k, v in sd.items()}, w_path)  # prefix gets stripped
         save_file({"images": images}, x_path)
         for train in (False, True):
             y_path = os.path.join(tmp, "y.safetensors")
-            cmd = ["cargo", "run", "--release", "-q", "-p", "model", "--example", "forward", "--",
+            cmd = ["cargo", "run", "-q", "-p", "model", "--example", "forward", "--",
                    "--config", cfg_path, "--weights", w_path, "--input", x_path, "--out", y_path]
             if train:
                 cmd.append("--train")
@@ -207,7 +310,8 @@ def check_example():
             for k in ("tokens", "features", "logits"):
                 err = ((got[k] - want[k]).abs().max() / want[k].abs().max()).item()
                 worst = max(worst, err)
-                print(f"{'train' if train else 'eval '} {k:9s} shape {tuple(got[k].shape)} rel err {err:.2e}")
+                print(f"{cfg.get('arch', 'hybrid')} {'train' if train else 'eval '} {k:9s} "
+                      f"shape {tuple(got[k].shape)} rel err {err:.2e}")
     print(f"worst relative error {worst:.2e}", "OK" if worst <= 1e-4 else "FAIL")
     return 0 if worst <= 1e-4 else 1
 
@@ -216,4 +320,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-example", action="store_true")
     args = ap.parse_args()
-    sys.exit(check_example() if args.check_example else make_fixtures())
+    if args.check_example:
+        sys.exit(check_example() or check_example_resnet50())
+    sys.exit(make_fixtures())

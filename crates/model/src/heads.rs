@@ -4,11 +4,13 @@
 //!   ReLU, except the last layer: Linear, BatchNorm1d without affine, no ReLU (MoCo v3's
 //!   `_build_mlp`). Names `{prefix}.{3i}.weight` (Linear) and `{prefix}.{3i+1}.*` (BN), as an
 //!   `nn.Sequential` numbers them. Projector: `[768, 4096, 4096, 256]`, predictor: `[256, 4096, 256]`.
-//! - [`classifier`]: Linear with bias `(B, C)` -> `(B, classes)`, timm's `head.*`.
+//! - [`classifier`]: Linear with bias `(B, C)` -> `(B, classes)`, timm's `head.*`;
+//!   [`classifier_for`] picks the classifier of a config's arch (ResNet-50: timm's `fc.*`).
 
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
 
+use crate::config::{Arch, ModelConfig};
 use crate::layers::{batch_norm, pytorch_default_init, Linear};
 
 /// MLP head of Linear/BatchNorm1d/ReLU layers: `(B, dims[0])` -> `(B, dims[last])`.
@@ -78,4 +80,15 @@ pub fn classifier(in_dim: usize, classes: usize, vb: VarBuilder) -> Result<Linea
         },
         vb,
     )
+}
+
+/// The linear classifier `(B, feature_dim)` -> `(B, num_classes)` of `cfg.arch`, under the
+/// variable builder's root: the hybrid's `head.*` ([`classifier`]'s init), ResNet-50's `fc.*`
+/// with PyTorch's default `nn.Linear` init (what timm's ResNet keeps).
+pub fn classifier_for(cfg: &ModelConfig, vb: VarBuilder) -> Result<Linear> {
+    let (f, k) = (cfg.feature_dim(), cfg.num_classes);
+    match cfg.arch {
+        Arch::Hybrid => classifier(f, k, vb.pp("head")),
+        Arch::Resnet50 => Linear::pytorch_default(f, k, vb.pp("fc")),
+    }
 }

@@ -39,11 +39,30 @@ impl Linear {
         init: Init,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
-        let bias = if bias {
-            Some(vb.get_with_hints(out_dim, "bias", Init::Const(0.0))?)
-        } else {
-            None
+        let bias_init = bias.then_some(Init::Const(0.0));
+        Self::with_inits(in_dim, out_dim, init, bias_init, vb)
+    }
+
+    /// PyTorch's default `nn.Linear`: weight and bias both `U(+-1/sqrt(in))` (timm's ResNet
+    /// keeps it for its classifier `fc`).
+    pub fn pytorch_default(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let init = pytorch_default_init(in_dim);
+        Self::with_inits(in_dim, out_dim, init, Some(init), vb)
+    }
+
+    /// Builds `weight` `(out, in)` from `weight_init` and, when `bias_init` is given, `bias`
+    /// `(out,)` from it.
+    pub fn with_inits(
+        in_dim: usize,
+        out_dim: usize,
+        weight_init: Init,
+        bias_init: Option<Init>,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", weight_init)?;
+        let bias = match bias_init {
+            Some(init) => Some(vb.get_with_hints(out_dim, "bias", init)?),
+            None => None,
         };
         Ok(Self { weight, bias })
     }

@@ -38,6 +38,10 @@ pub struct LoadReport {
     pub kept: Vec<String>,
     /// File tensors ignored (only with `allow_unexpected`, or layer4/fc of a resnet50d).
     pub ignored: Vec<String>,
+    /// Classifier tensors of the file whose shape differs from the model's, not loaded (the
+    /// model's keep their values), as `name: file [..], model [..]`: the 1000-class `fc` of an
+    /// ImageNet `resnet50d` loaded whole into a 7-class `resnet50` ([`load_resnet50d`]).
+    pub mismatched: Vec<String>,
 }
 
 /// Strips [`STRIPPED_PREFIXES`] from a file name.
@@ -204,3 +208,53 @@ pub fn load_resnet_trunk(varmap: &VarMap, path: impl AsRef<Path>) -> Result<Load
 
 /// Name prefix of the trunk's variables in the encoder.
 pub const TRUNK_PREFIX: &str = "patch_embed.backbone.";
+
+/// Prefix of the plain ResNet-50's classifier (timm's `fc`).
+pub const RESNET_CLASSIFIER_PREFIX: &str = "fc.";
+
+/// Loads a timm `resnet50d` state dict (`conv1.0.weight`, .., `layer4.2.bn3.running_var`,
+/// `fc.weight`), or a saved `arch = "resnet50"` query network, into the whole `resnet50` network
+/// of `varmap`. Every backbone variable must be in the file with its shape, and the file must hold
+/// nothing else but `projector.*` / `predictor.*` (optional: absent ones keep their values).
+/// The classifier `fc.*` loads when its shape fits; a file's `fc.*` of another shape (1000
+/// ImageNet classes against 7) is listed in [`LoadReport::mismatched`] and not loaded, as is an
+/// absent one in [`LoadReport::kept`].
+pub fn load_resnet50d(varmap: &VarMap, path: impl AsRef<Path>) -> Result<LoadReport> {
+    let path = path.as_ref();
+    let origin = path.display().to_string();
+    let mut tensors = normalise_tensors(read_safetensors(path)?, &origin)?;
+    let mut mismatched = Vec::new();
+    let mut mismatched_names = Vec::new();
+    {
+        let data = varmap.data().lock().expect("VarMap lock poisoned");
+        tensors.retain(|name, t| {
+            if !name.starts_with(RESNET_CLASSIFIER_PREFIX) {
+                return true;
+            }
+            match data.get(name) {
+                Some(var) if var.dims() != t.dims() => {
+                    mismatched.push(format!(
+                        "{name}: file {:?}, model {:?}",
+                        t.dims(),
+                        var.dims()
+                    ));
+                    mismatched_names.push(name.clone());
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+    let opts = LoadOptions {
+        optional_prefixes: ["projector.", "predictor.", RESNET_CLASSIFIER_PREFIX]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..LoadOptions::default()
+    };
+    let mut report = load_tensors(varmap, &tensors, &opts, &origin)?;
+    // A mismatched classifier is reported once, as mismatched, not also as absent.
+    report.kept.retain(|n| !mismatched_names.contains(n));
+    report.mismatched = mismatched;
+    Ok(report)
+}

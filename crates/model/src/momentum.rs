@@ -1,7 +1,7 @@
 //! Momentum key network: a copy of the encoder and projector whose weights follow the query
 //! network by EMA, `theta_k <- m theta_k + (1 - m) theta_q`, and never receive gradients.
 //!
-//! Shapes: images `(B, 3, S, S)` -> tokens `(B, N, C)` -> features `(B, C)` -> keys
+//! Shapes: images `(B, 3, S, S)` -> tokens `(B, N, C)` -> features `(B, F)` -> keys
 //! `(B, proj_dim)` (not normalised). Its variables live in their own [`VarMap`] under the same
 //! names as the query network's encoder and projector; BatchNorm running statistics are the key
 //! network's own (updated by its train-mode forwards, not averaged), as in MoCo.
@@ -11,17 +11,17 @@ use std::collections::{BTreeMap, HashMap};
 use candle_core::{DType, ModuleT, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
+use crate::encoder::Encoder;
 use crate::error::{ModelError, Result};
 use crate::heads::MlpHead;
 use crate::layers::is_running_stat;
 use crate::loading::{self, LoadOptions, LoadReport};
 use crate::network::{named_trainable, tensor_map, QueryNetwork};
-use crate::vit::HybridVit;
 
 /// Encoder + projector following a [`QueryNetwork`] by EMA; outputs are detached.
 pub struct MomentumKeyNetwork {
     varmap: VarMap,
-    encoder: HybridVit,
+    encoder: Encoder,
     projector: MlpHead,
 }
 
@@ -32,9 +32,9 @@ impl MomentumKeyNetwork {
         let device = query.encoder().device().clone();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-        let encoder = HybridVit::new(cfg, vb.clone())?;
+        let encoder = Encoder::new(cfg, vb.clone())?;
         let projector = MlpHead::projector(
-            cfg.embed_dim,
+            cfg.feature_dim(),
             cfg.proj_hidden,
             cfg.proj_dim,
             vb.pp("projector"),
@@ -47,7 +47,9 @@ impl MomentumKeyNetwork {
         let src: BTreeMap<String, Tensor> = query
             .tensors()?
             .into_iter()
-            .filter(|(n, _)| !n.starts_with("predictor.") && !n.starts_with("head."))
+            .filter(|(n, _)| {
+                !n.starts_with("predictor.") && !n.starts_with(cfg.arch.classifier_prefix())
+            })
             .collect();
         loading::load_tensors(&key.varmap, &src, &LoadOptions::default(), "query network")?;
         Ok(key)
@@ -74,7 +76,7 @@ impl MomentumKeyNetwork {
     }
 
     /// The key encoder.
-    pub fn encoder(&self) -> &HybridVit {
+    pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }
 
@@ -84,15 +86,16 @@ impl MomentumKeyNetwork {
     }
 
     /// Detached keys `(B, proj_dim)` = projector(encode(tokens)); `train` selects batch statistics
-    /// in the projector's BatchNorms.
+    /// in the BatchNorms after the tokens (ResNet-50's stage 4, the projector's).
     pub fn keys_from_tokens_t(&self, tokens: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let f = self.encoder.encode(&tokens.detach())?;
+        let f = self.encoder.encode_t(&tokens.detach(), train)?;
         Ok(self.projector.forward_t(&f, train)?.detach())
     }
 
     /// Detached keys `(B, proj_dim)` of images `(B, 3, S, S)`.
     pub fn keys_t(&self, images: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.keys_from_tokens_t(&self.embed_t(images, train)?, train)
+        let f = self.encoder.forward_t(images, train)?;
+        Ok(self.projector.forward_t(&f, train)?.detach())
     }
 
     /// A copy of every variable (running statistics included), for checkpoints.

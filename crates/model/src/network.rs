@@ -1,11 +1,13 @@
-//! The query network: Hybrid-ViT encoder + projector + predictor + linear classifier, owning
-//! its [`VarMap`] so weights can be loaded, saved and handed to an optimiser.
+//! The query network: encoder (Hybrid-ViT or ResNet-50, [`Encoder`]) + projector + predictor +
+//! linear classifier, owning its [`VarMap`] so weights can be loaded, saved and handed to an
+//! optimiser.
 //!
-//! Shapes: images `(B, 3, S, S)` -> tokens `(B, N, C)` -> features `(B, C)`;
-//! projector `(B, C)` -> `(B, proj_dim)`; predictor `(B, proj_dim)` -> `(B, proj_dim)`;
-//! classifier `(B, C)` -> logits `(B, num_classes)`.
-//! Variable names: the encoder's are timm's (see [`crate::vit`]); heads are `projector.*`,
-//! `predictor.*` and `head.*` (timm's classifier name).
+//! Shapes: images `(B, 3, S, S)` -> tokens `(B, N, C)` -> features `(B, F)` (F = `feature_dim`:
+//! 768 hybrid, 2048 ResNet-50); projector `(B, F)` -> `(B, proj_dim)`; predictor
+//! `(B, proj_dim)` -> `(B, proj_dim)`; classifier `(B, F)` -> logits `(B, num_classes)`.
+//! Variable names: the encoder's are timm's (see [`crate::vit`], [`crate::resnet50`]); heads are
+//! `projector.*`, `predictor.*` and the classifier under timm's name for the arch (`head.*` for
+//! the ViT, `fc.*` for the ResNet).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,21 +15,26 @@ use std::path::Path;
 use candle_core::{Device, Module, ModuleT, Tensor, Var};
 use candle_nn::VarMap;
 
-use crate::config::ModelConfig;
-use crate::error::Result;
-use crate::heads::{classifier, MlpHead};
+use crate::config::{Arch, ModelConfig};
+use crate::encoder::Encoder;
+use crate::error::{ModelError, Result};
+use crate::heads::{classifier_for, MlpHead};
 use crate::init::InitLaws;
 use crate::layers::{is_running_stat, Linear};
 use crate::loading::{self, LoadOptions, LoadReport};
-use crate::vit::HybridVit;
 
-/// Name prefixes of the heads (everything else is the encoder).
+/// Name prefixes of the hybrid's heads (everything else is the encoder); see [`head_prefixes`].
 pub const HEAD_PREFIXES: [&str; 3] = ["projector.", "predictor.", "head."];
+
+/// Name prefixes of the heads of an `arch` (projector, predictor, classifier).
+pub fn head_prefixes(arch: Arch) -> [&'static str; 3] {
+    ["projector.", "predictor.", arch.classifier_prefix()]
+}
 
 /// Encoder, projector, predictor and classifier with their variables.
 pub struct QueryNetwork {
     varmap: VarMap,
-    encoder: HybridVit,
+    encoder: Encoder,
     projector: MlpHead,
     predictor: MlpHead,
     classifier: Linear,
@@ -42,15 +49,15 @@ impl QueryNetwork {
         cfg.validate()?;
         let varmap = VarMap::new();
         let (vb, laws) = crate::init::recording_builder(&varmap, device);
-        let encoder = HybridVit::new(cfg, vb.clone())?;
+        let encoder = Encoder::new(cfg, vb.clone())?;
         let projector = MlpHead::projector(
-            cfg.embed_dim,
+            cfg.feature_dim(),
             cfg.proj_hidden,
             cfg.proj_dim,
             vb.pp("projector"),
         )?;
         let predictor = MlpHead::predictor(cfg.proj_dim, cfg.proj_hidden, vb.pp("predictor"))?;
-        let classifier = classifier(cfg.embed_dim, cfg.num_classes, vb.pp("head"))?;
+        let classifier = classifier_for(cfg, vb)?;
         let init_laws = laws.lock().expect("init-law table poisoned").clone();
         Ok(Self {
             init_laws,
@@ -78,12 +85,12 @@ impl QueryNetwork {
         &self.varmap
     }
 
-    /// The encoder (`embed_t`, `encode`).
-    pub fn encoder(&self) -> &HybridVit {
+    /// The encoder (`embed_t`, `encode_t`, `forward_t`).
+    pub fn encoder(&self) -> &Encoder {
         &self.encoder
     }
 
-    /// The projector `(B, C)` -> `(B, proj_dim)`.
+    /// The projector `(B, F)` -> `(B, proj_dim)`.
     pub fn projector(&self) -> &MlpHead {
         &self.projector
     }
@@ -93,7 +100,7 @@ impl QueryNetwork {
         &self.predictor
     }
 
-    /// Logits `(B, num_classes)` of features `(B, C)`.
+    /// Logits `(B, num_classes)` of features `(B, F)`.
     pub fn classify(&self, features: &Tensor) -> candle_core::Result<Tensor> {
         self.classifier.forward(features)
     }
@@ -129,15 +136,42 @@ impl QueryNetwork {
     /// Loads an encoder-only timm state dict: the heads may be absent (they keep their values).
     pub fn load_encoder(&self, path: impl AsRef<Path>) -> Result<LoadReport> {
         let opts = LoadOptions {
-            optional_prefixes: HEAD_PREFIXES.iter().map(|s| s.to_string()).collect(),
+            optional_prefixes: head_prefixes(self.cfg.arch)
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             ..LoadOptions::default()
         };
         self.load_safetensors(path, &opts)
     }
 
-    /// Loads a plain timm `resnet50d` state dict into the trunk (layer4 and fc ignored).
+    /// Loads a plain timm `resnet50d` state dict into the hybrid's trunk (layer4 and fc
+    /// ignored). An error for `arch = "resnet50"`, which loads the file whole
+    /// ([`Self::load_resnet50d`]).
     pub fn load_resnet_trunk(&self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        if self.cfg.arch != Arch::Hybrid {
+            return Err(ModelError::InvalidConfig(format!(
+                "load_resnet_trunk: arch = \"{}\" has no hybrid trunk; load the resnet50d file \
+                 whole with load_resnet50d",
+                self.cfg.arch.as_str()
+            )));
+        }
         loading::load_resnet_trunk(&self.varmap, path)
+    }
+
+    /// Loads a timm `resnet50d` state dict (or a saved `resnet50` query network) into the whole
+    /// `arch = "resnet50"` network (see [`loading::load_resnet50d`]): every backbone tensor must
+    /// fit; projector and predictor may be absent; a classifier `fc.*` of another shape (the
+    /// 1000 ImageNet classes) is reported in [`LoadReport::mismatched`] and not loaded.
+    pub fn load_resnet50d(&self, path: impl AsRef<Path>) -> Result<LoadReport> {
+        if self.cfg.arch != Arch::Resnet50 {
+            return Err(ModelError::InvalidConfig(format!(
+                "load_resnet50d: arch = \"{}\" is not the plain ResNet-50; the hybrid takes a \
+                 resnet50d file into its trunk with load_resnet_trunk",
+                self.cfg.arch.as_str()
+            )));
+        }
+        loading::load_resnet50d(&self.varmap, path)
     }
 
     /// Saves every variable (running statistics included) as safetensors.

@@ -1,7 +1,9 @@
-//! ResNet-D trunk as timm's `resnet50d`, first three stages only.
+//! ResNet-D trunk as timm's `resnet50d`: the stem and as many stages as `trunk_layers` has
+//! entries (3 in the hybrid, 4 in the plain ResNet-50 of [`crate::resnet50`]).
 //!
-//! Shapes: images `(B, 3, H, W)` -> features `(B, 4 * channels[2], g, g)` with
-//! `g = grid_size(H)` (stride 16; full model: `(B, 3, 224, 224)` -> `(B, 1024, 14, 14)`).
+//! Shapes: images `(B, 3, H, W)` -> stage-3 map `(B, 4 * channels[2], g, g)` with
+//! `g = grid_size(H)` (stride 16; full model: `(B, 3, 224, 224)` -> `(B, 1024, 14, 14)`); stage 4
+//! (stride 2) -> `(B, 4 * channels[3], g', g')`, `g' = (g - 1) / 2 + 1` (full: `(B, 2048, 7, 7)`).
 //!
 //! Deep stem: conv3x3/2 `3->w`, BN, ReLU, conv3x3 `w->w`, BN, ReLU, conv3x3 `w->2w`, BN (`bn1`),
 //! ReLU, max-pool 3x3/2 pad 1. Bottlenecks put the stride on the 3x3 conv; the shortcut is
@@ -107,7 +109,8 @@ impl ModuleT for Bottleneck {
     }
 }
 
-/// Deep-stem ResNet-D, stages 1-3: `(B, 3, H, W)` -> `(B, 4 * channels[2], g, g)`.
+/// Deep-stem ResNet-D with `trunk_layers.len()` stages: `(B, 3, H, W)` -> the last stage's map
+/// (`(B, 4 * channels[2], g, g)` for the hybrid's three stages).
 #[derive(Debug, Clone)]
 pub struct ResNetTrunk {
     stem: [ConvBn; 2],
@@ -117,7 +120,8 @@ pub struct ResNetTrunk {
 }
 
 impl ResNetTrunk {
-    /// Builds the trunk under `vb` (timm names, e.g. `vb.pp("patch_embed").pp("backbone")`).
+    /// Builds the stem and one stage per entry of `cfg.trunk_layers` under `vb` (timm names, e.g.
+    /// `vb.pp("patch_embed").pp("backbone")` in the hybrid, the root in the plain ResNet-50).
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let sw = cfg.stem_width;
         let c1 = vb.pp("conv1");
@@ -134,7 +138,7 @@ impl ResNetTrunk {
         let stem_conv3 = Conv2d::new(sw, 2 * sw, 3, 1, 1, false, c1.pp("6"))?;
         let bn1 = BatchNorm2d::new(2 * sw, vb.pp("bn1"))?;
         let mut inplanes = 2 * sw;
-        let mut stages = Vec::with_capacity(3);
+        let mut stages = Vec::with_capacity(cfg.trunk_layers.len());
         for (i, (&n, &planes)) in cfg.trunk_layers.iter().zip(&cfg.trunk_channels).enumerate() {
             let lvb = vb.pp(format!("layer{}", i + 1));
             let stride = if i == 0 { 1 } else { 2 };
@@ -155,8 +159,15 @@ impl ResNetTrunk {
     }
 }
 
-impl ModuleT for ResNetTrunk {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl ResNetTrunk {
+    /// Number of stages.
+    pub fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Images `(B, 3, H, W)` through the stem and stages `0..n` (0-based; `n` at most
+    /// [`Self::num_stages`]): `n = 3` gives the stage-3 map `(B, 4 * channels[2], g, g)`.
+    pub fn forward_to_stage_t(&self, x: &Tensor, n: usize, train: bool) -> Result<Tensor> {
         if x.dtype() != DType::F32 {
             candle_core::bail!("ResNetTrunk: f32 images required, got {:?}", x.dtype());
         }
@@ -166,9 +177,33 @@ impl ModuleT for ResNetTrunk {
             .bn1
             .forward_relu_t(&self.stem_conv3.forward(&y)?, train)?;
         y = stem_max_pool(&y)?;
-        for block in self.stages.iter().flatten() {
+        self.forward_stages_t(&y, 0..n, train)
+    }
+
+    /// A map through the stages `range` (0-based) alone, e.g. `3..4` = stage 4 of ResNet-50.
+    pub fn forward_stages_t(
+        &self,
+        x: &Tensor,
+        range: std::ops::Range<usize>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let Some(stages) = self.stages.get(range.clone()) else {
+            candle_core::bail!(
+                "ResNetTrunk: stages {range:?} asked of a trunk with {} stages",
+                self.stages.len()
+            );
+        };
+        let mut y = x.clone();
+        for block in stages.iter().flatten() {
             y = block.forward_t(&y, train)?;
         }
         Ok(y)
+    }
+}
+
+impl ModuleT for ResNetTrunk {
+    /// Images through the stem and every stage.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_to_stage_t(x, self.stages.len(), train)
     }
 }

@@ -160,6 +160,12 @@ impl HybridVit {
     pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        if cfg.arch != crate::config::Arch::Hybrid {
+            candle_core::bail!(
+                "HybridVit::new: config has arch = \"{}\", expected \"hybrid\"",
+                cfg.arch.as_str()
+            );
+        }
         let pe = vb.pp("patch_embed");
         let trunk = ResNetTrunk::new(cfg, pe.pp("backbone"))?;
         // timm's HybridEmbed keeps PyTorch's default conv init for its projection.

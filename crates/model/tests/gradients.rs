@@ -8,9 +8,10 @@ use common::fixture;
 use model::max_pool::stem_max_pool;
 use model::{ModelConfig, QueryNetwork};
 
-#[test]
-fn one_backward_pass_reaches_every_trainable_variable() {
-    let cfg = ModelConfig::from_toml_file(fixture("tiny.toml")).unwrap();
+/// One train-mode backward through encoder (via the token seam), heads and classifier of the
+/// model in fixture `config`: every trainable variable gets a finite, non-zero gradient.
+fn backward_reaches_every_trainable_variable(config: &str) {
+    let cfg = ModelConfig::from_toml_file(fixture(config)).unwrap();
     let dev = Device::Cpu;
     let net = QueryNetwork::new(&cfg, &dev).unwrap();
     // timm's zero_init_last starts every bottleneck's last BatchNorm at 0, which stops the
@@ -20,9 +21,10 @@ fn one_backward_pass_reaches_every_trainable_variable() {
             var.set(&var.ones_like().unwrap()).unwrap();
         }
     }
-    let images = Tensor::randn(0f32, 1., (3, 3, 40, 40), &dev).unwrap();
+    let s = cfg.image_size;
+    let images = Tensor::randn(0f32, 1., (3, 3, s, s), &dev).unwrap();
     let tokens = net.encoder().embed_t(&images, true).unwrap();
-    let features = net.encoder().encode(&tokens).unwrap();
+    let features = net.encoder().encode_t(&tokens, true).unwrap();
     let (q, logits) = net.heads_t(&features, true).unwrap();
     // Random weights: a plain sum through a BatchNorm without affine has zero gradient.
     let wq = Tensor::randn(0f32, 1., q.dims(), &dev).unwrap();
@@ -52,11 +54,81 @@ fn one_backward_pass_reaches_every_trainable_variable() {
     }
     assert!(
         bad.is_empty(),
-        "variables without a usable gradient:\n{}",
+        "{config}: variables without a usable gradient:\n{}",
         bad.join("\n")
     );
     // Running statistics are in the VarMap but are not trainable.
     assert!(vars.iter().all(|(n, _)| !n.contains("running_")));
+}
+
+#[test]
+fn one_backward_pass_reaches_every_trainable_variable() {
+    backward_reaches_every_trainable_variable("tiny.toml");
+}
+
+#[test]
+fn one_backward_pass_reaches_every_trainable_variable_of_resnet50() {
+    backward_reaches_every_trainable_variable("tiny_resnet50.toml");
+}
+
+/// ResNet-50 through its token seam (`encode_t(embed_t(x))`: map -> tokens -> map) gives the
+/// same features and the same gradient for every variable as the direct `forward_t(x)`, so the
+/// seam SPMix mixes at changes nothing but the layout.
+#[test]
+fn resnet50_token_seam_gives_the_direct_features_and_gradients() {
+    let cfg = ModelConfig::from_toml_file(fixture("tiny_resnet50.toml")).unwrap();
+    let dev = Device::Cpu;
+    let net = QueryNetwork::new(&cfg, &dev).unwrap();
+    for (name, var) in net.trainable_vars() {
+        if name.ends_with("bn3.weight") {
+            var.set(&var.ones_like().unwrap()).unwrap();
+        }
+    }
+    let s = cfg.image_size;
+    let images = Tensor::randn(0f32, 1., (3, 3, s, s), &dev).unwrap();
+    let r = Tensor::randn(0f32, 1., (3, cfg.feature_dim()), &dev).unwrap();
+    let enc = net.encoder();
+    let via_tokens = enc
+        .encode_t(&enc.embed_t(&images, true).unwrap(), true)
+        .unwrap();
+    let direct = enc.forward_t(&images, true).unwrap();
+    let max_abs = |t: &Tensor| -> f32 {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    };
+    assert!(max_abs(&(&via_tokens - &direct).unwrap()) <= 1e-5 * max_abs(&direct));
+    let g_tokens = (via_tokens * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g_direct = (direct * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let mut compared = 0;
+    for (name, var) in net.trainable_vars() {
+        let (Some(a), Some(b)) = (g_tokens.get(var.as_tensor()), g_direct.get(var.as_tensor()))
+        else {
+            continue; // the heads are not on this path
+        };
+        let e = max_abs(&(a - b).unwrap());
+        assert!(
+            e <= 1e-4 * max_abs(b).max(1e-6),
+            "{name}: gradients differ by {e}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 40, "only {compared} variables compared");
 }
 
 /// Direct reference of the pool: for each output, the first max of its clipped window.
@@ -211,5 +283,55 @@ fn initial_weights_follow_timm_and_every_variable_has_a_law() {
             assert!((lo + bound).abs() < 1e-12 && (up - bound).abs() < 1e-12)
         }
         other => panic!("patch_embed.proj.weight drawn from {other:?}"),
+    }
+}
+
+/// ResNet-50's initial weights follow timm's `ResNet.init_weights`: convs Kaiming-normal
+/// fan-out, each bottleneck's bn3 weight 0 (`zero_init_last`), other BatchNorms 1/0, and the
+/// classifier `fc` PyTorch's default `nn.Linear` (weight and bias `U(+-1/sqrt(fan_in))`).
+#[test]
+fn resnet50_initial_weights_follow_timm_and_every_variable_has_a_law() {
+    use candle_nn::Init;
+    let cfg = ModelConfig::from_toml_file(fixture("tiny_resnet50.toml")).unwrap();
+    let net = QueryNetwork::new(&cfg, &Device::Cpu).unwrap();
+    let laws = net.init_laws();
+    let vars = net.trainable_vars();
+    let mut zero_init = 0;
+    for (name, var) in &vars {
+        let Some(law) = laws.get(name) else {
+            panic!("{name} has no recorded law")
+        };
+        if name.ends_with("bn3.weight") {
+            assert!(
+                matches!(law, Init::Const(c) if *c == 0.0),
+                "{name}: {law:?}"
+            );
+            zero_init += 1;
+        } else if name.contains("conv") && name.ends_with(".weight") && var.rank() == 4
+            || name.contains("downsample.1.weight")
+        {
+            let d = var.dims();
+            let fan_out = (d[0] * d[2] * d[3]) as f64;
+            match law {
+                Init::Randn { mean, stdev } => assert!(
+                    *mean == 0.0 && (stdev - (2.0 / fan_out).sqrt()).abs() < 1e-12,
+                    "{name}: {law:?}"
+                ),
+                other => panic!("{name} drawn from {other:?}"),
+            }
+        }
+    }
+    assert_eq!(zero_init, cfg.trunk_layers.iter().sum::<usize>());
+    let bound = 1.0 / (cfg.feature_dim() as f64).sqrt();
+    for name in ["fc.weight", "fc.bias"] {
+        match laws[name] {
+            Init::Uniform { lo, up } => {
+                assert!(
+                    (lo + bound).abs() < 1e-12 && (up - bound).abs() < 1e-12,
+                    "{name}"
+                )
+            }
+            other => panic!("{name} drawn from {other:?}"),
+        }
     }
 }

@@ -148,3 +148,115 @@ fn config_rejects_unknown_keys_and_bad_sizes_naming_them() {
     let with_other = format!("[train]\nepochs = 3\n\n{text}");
     assert!(ModelConfig::from_toml_str(&with_other, "t.toml").is_ok());
 }
+
+fn tiny_resnet50() -> QueryNetwork {
+    let cfg = ModelConfig::from_toml_file(fixture("tiny_resnet50.toml")).unwrap();
+    QueryNetwork::new(&cfg, &Device::Cpu).unwrap()
+}
+
+/// A timm ResNet-D state dict (no heads) with an ImageNet-sized `fc` loads whole into a
+/// `resnet50`: every backbone tensor is set, the 1000-class `fc` is reported as mismatched and
+/// left alone, the absent projector/predictor are kept.
+#[test]
+fn resnet50d_loads_whole_and_reports_a_mismatched_classifier() {
+    let net = tiny_resnet50();
+    let fc_before = net.tensors().unwrap()["fc.weight"].clone();
+    let mut w: HashMap<String, Tensor> = load("tiny_resnet50_weights.safetensors")
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("projector.") && !n.starts_with("predictor."))
+        .collect();
+    let backbone = w.len() - 2;
+    let c4 = w["fc.weight"].dim(1).unwrap();
+    w.insert(
+        "fc.weight".into(),
+        Tensor::zeros((1000, c4), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    w.insert(
+        "fc.bias".into(),
+        Tensor::zeros(1000, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    w.insert(
+        "module.layer1.0.bn1.num_batches_tracked".into(),
+        Tensor::zeros((), candle_core::DType::I64, &Device::Cpu).unwrap(),
+    );
+    let report = net.load_resnet50d(save(&w)).unwrap();
+    assert_eq!(report.loaded.len(), backbone);
+    assert!(report.loaded.iter().any(|n| n == "layer4.1.conv3.weight"));
+    assert_eq!(
+        report.mismatched,
+        vec![
+            format!("fc.bias: file [1000], model [5]"),
+            format!("fc.weight: file [1000, {c4}], model [5, {c4}]"),
+        ]
+    );
+    assert!(report.kept.iter().any(|n| n == "projector.0.weight"));
+    assert!(report.kept.iter().all(|n| !n.starts_with("fc.")));
+    let t = net.tensors().unwrap();
+    let same = (&t["fc.weight"] - &fc_before)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(same, 0.0, "a mismatched classifier must not change fc");
+
+    // A matching classifier loads; a missing backbone tensor is an error naming it.
+    let full = load("tiny_resnet50_weights.safetensors");
+    let report = net.load_resnet50d(save(&full)).unwrap();
+    assert!(report.mismatched.is_empty() && report.kept.is_empty());
+    let mut broken = full.clone();
+    broken.remove("layer3.0.downsample.2.running_mean");
+    let msg = net.load_resnet50d(save(&broken)).unwrap_err().to_string();
+    assert!(msg.contains("layer3.0.downsample.2.running_mean"), "{msg}");
+}
+
+#[test]
+fn each_arch_refuses_the_other_archs_resnet_loader() {
+    let msg = tiny_resnet50()
+        .load_resnet_trunk(fixture("tiny_resnet.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("load_resnet50d"), "{msg}");
+    let msg = tiny()
+        .load_resnet50d(fixture("tiny_resnet.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("load_resnet_trunk"), "{msg}");
+}
+
+#[test]
+fn stage_lists_must_fit_the_arch_and_errors_name_the_key() {
+    let hybrid = std::fs::read_to_string(fixture("tiny.toml")).unwrap();
+    let four = hybrid.replace("trunk_layers = [2, 1, 2]", "trunk_layers = [2, 1, 2, 1]");
+    let msg = ModelConfig::from_toml_str(&four, "h.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("trunk_layers") && msg.contains("\"hybrid\" has 3"),
+        "{msg}"
+    );
+    let resnet = std::fs::read_to_string(fixture("tiny_resnet50.toml")).unwrap();
+    let three = resnet.replace(
+        "trunk_channels = [4, 8, 8, 16]",
+        "trunk_channels = [4, 8, 8]",
+    );
+    let msg = ModelConfig::from_toml_str(&three, "r.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("trunk_channels") && msg.contains("\"resnet50\" has 4"),
+        "{msg}"
+    );
+    let bad_arch = resnet.replace("\"resnet50\"", "\"resnet18\"");
+    let msg = ModelConfig::from_toml_str(&bad_arch, "a.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("resnet18") && msg.contains("a.toml"), "{msg}");
+    // The transformer keys are optional (and unused) for resnet50, required for the hybrid.
+    let cfg = ModelConfig::from_toml_str(&resnet, "r.toml").unwrap();
+    assert_eq!((cfg.token_dim(), cfg.feature_dim()), (32, 64));
+    let no_depth = hybrid.replace("depth = 2\n", "");
+    assert!(ModelConfig::from_toml_str(&no_depth, "h.toml").is_err());
+}

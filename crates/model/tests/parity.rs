@@ -24,7 +24,7 @@ fn check_mode(train: bool) {
     let mode = if train { "train" } else { "eval" };
     let images = &io["images"];
     let tokens = net.encoder().embed_t(images, train).unwrap();
-    let features = net.encoder().encode(&tokens).unwrap();
+    let features = net.encoder().encode_t(&tokens, train).unwrap();
     let logits = net.classify(&features).unwrap();
     let proj = net.projector().forward_t(&features, train).unwrap();
     let pred = net.predictor().forward_t(&proj, train).unwrap();

@@ -13,7 +13,7 @@ fn full_model_shapes() {
     assert_eq!(trunk.dims(), &[1, 1024, 14, 14]);
     let tokens = net.encoder().embed_t(&images, false).unwrap();
     assert_eq!(tokens.dims(), &[1, 196, 768]);
-    let features = net.encoder().encode(&tokens).unwrap();
+    let features = net.encoder().encode_t(&tokens, false).unwrap();
     assert_eq!(features.dims(), &[1, 768]);
     assert_eq!(net.classify(&features).unwrap().dims(), &[1, 7]);
     let p = net.projector().forward_t(&features, false).unwrap();

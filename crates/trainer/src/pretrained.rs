@@ -1,4 +1,6 @@
-//! `run.pretrained`: the weights a run starts from, in either of two forms.
+//! `run.pretrained`: the weights a run starts from.
+//!
+//! With `model.arch = "hybrid"` (the paper's model) in either of two forms:
 //!
 //! 1. **timm's ImageNet `resnet50d`**: the file timm publishes as `model.safetensors` of
 //!    `timm/resnet50d.ra2_in1k`, conventionally saved as
@@ -10,6 +12,11 @@
 //!    network of an earlier run: every encoder tensor must be there, the heads may be absent.
 //!
 //! The encoder form is tried first; when neither fits, the error shows why for both.
+//!
+//! With `model.arch = "resnet50"` the same `resnet50d` file initialises the **whole network**
+//! (stem, four stages; [`PretrainedForm::ResNet50d`]), and so does a saved `resnet50` query
+//! network; projector and predictor keep their start when absent, and a classifier `fc.*` of
+//! another shape (ImageNet's 1000 classes) is reported as mismatched and keeps its start.
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -24,7 +31,7 @@
 
 use std::path::{Path, PathBuf};
 
-use model::{LoadReport, ModelConfig, ModelError, QueryNetwork};
+use model::{Arch, LoadReport, ModelConfig, ModelError, QueryNetwork};
 
 /// Where the README and `configs/spmix.toml` tell users to put timm's `resnet50d` weights.
 pub const RESNET50D_FILE: &str = "data/pretrained/resnet50d.ra2_in1k.safetensors";
@@ -36,6 +43,9 @@ pub enum PretrainedForm {
     HybridEncoder,
     /// timm's `resnet50d` state dict: the trunk only.
     ResNet50dTrunk,
+    /// timm's `resnet50d` state dict (or a `resnet50` run's weights) into the whole
+    /// `arch = "resnet50"` network.
+    ResNet50d,
 }
 
 /// A successful load: the form the file had and what was set from it.
@@ -43,7 +53,8 @@ pub enum PretrainedForm {
 pub struct PretrainedLoad {
     /// The form the file matched.
     pub form: PretrainedForm,
-    /// Tensors loaded, kept (absent heads) and ignored (`layer4.*`, `fc.*` of a resnet50d).
+    /// Tensors loaded, kept (absent heads), ignored (`layer4.*`, `fc.*` of a resnet50d in the
+    /// hybrid) and mismatched (a 1000-class `fc` in a `resnet50`).
     pub report: LoadReport,
 }
 
@@ -64,14 +75,40 @@ pub enum PretrainedError {
         as_encoder: Box<ModelError>,
         as_trunk: Box<ModelError>,
     },
+    /// The file does not fit `model.arch = "resnet50"`.
+    #[error(
+        "run.pretrained {path} does not fit model.arch = \"resnet50\" (expected timm's resnet50d \
+         names and shapes, e.g. model.safetensors of timm/resnet50d.ra2_in1k, or a resnet50 \
+         run's weights): {error}"
+    )]
+    NotResNet50d {
+        path: PathBuf,
+        error: Box<ModelError>,
+    },
 }
 
-/// Loads `path` into `query`, as a whole hybrid encoder or else as timm's `resnet50d` trunk.
-/// A failed load changes no variable.
+/// Loads `path` into `query`: for the hybrid as a whole hybrid encoder or else as timm's
+/// `resnet50d` trunk, for `resnet50` as timm's `resnet50d` whole. A failed load changes no
+/// variable.
 pub fn load_pretrained(
     query: &QueryNetwork,
     path: &Path,
 ) -> Result<PretrainedLoad, PretrainedError> {
+    if query.config().arch == Arch::Resnet50 {
+        return match query.load_resnet50d(path) {
+            Ok(report) => Ok(PretrainedLoad {
+                form: PretrainedForm::ResNet50d,
+                report,
+            }),
+            Err(e @ ModelError::SafetensorsIo { .. }) => {
+                Err(PretrainedError::Unreadable(Box::new(e)))
+            }
+            Err(e) => Err(PretrainedError::NotResNet50d {
+                path: path.to_path_buf(),
+                error: Box::new(e),
+            }),
+        };
+    }
     let as_encoder = match query.load_encoder(path) {
         Ok(report) => {
             return Ok(PretrainedLoad {
@@ -98,20 +135,28 @@ pub fn load_pretrained(
     }
 }
 
-/// The warning for a run without `run.pretrained` whose trunk has timm `resnet50d`'s shape (the
-/// paper's model, which starts from ImageNet weights); `None` when pretrained weights are set or
-/// could not fit (a smaller trunk, as in the CPU demo).
+/// The warning for a run without `run.pretrained` whose ResNet-D has timm `resnet50d`'s shape
+/// (the paper's models, which start from ImageNet weights: the hybrid's trunk, or the whole
+/// `resnet50`); `None` when pretrained weights are set or could not fit (a smaller trunk, as in
+/// the CPU demo).
 pub fn missing_pretrained_warning(model: &ModelConfig, pretrained: &Path) -> Option<String> {
-    let full = ModelConfig::full();
-    let resnet50d_trunk = model.trunk_layers == full.trunk_layers
+    let full = match model.arch {
+        Arch::Hybrid => ModelConfig::full(),
+        Arch::Resnet50 => ModelConfig::resnet50(),
+    };
+    let resnet50d_shape = model.trunk_layers == full.trunk_layers
         && model.trunk_channels == full.trunk_channels
         && model.stem_width == full.stem_width;
-    (pretrained.as_os_str().is_empty() && resnet50d_trunk).then(|| {
+    let what = match model.arch {
+        Arch::Hybrid => "the ResNet-50-D trunk starts",
+        Arch::Resnet50 => "the ResNet-50-D (model.arch = \"resnet50\") starts",
+    };
+    (pretrained.as_os_str().is_empty() && resnet50d_shape).then(|| {
         format!(
-            "run.pretrained is empty: the ResNet-50-D trunk starts from random weights, not \
-             from ImageNet as in the paper. Save timm's resnet50d weights (model.safetensors \
-             of timm/resnet50d.ra2_in1k) as {RESNET50D_FILE} and set \
-             run.pretrained = \"{RESNET50D_FILE}\" (README, \"Pretrained trunk\")."
+            "run.pretrained is empty: {what} from random weights, not from ImageNet as in the \
+             paper. Save timm's resnet50d weights (model.safetensors of timm/resnet50d.ra2_in1k) \
+             as {RESNET50D_FILE} and set run.pretrained = \"{RESNET50D_FILE}\" (README, \
+             \"Pretrained trunk\")."
         )
     })
 }

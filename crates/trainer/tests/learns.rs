@@ -13,8 +13,9 @@ const C: usize = 7;
 
 fn demo_model() -> ModelConfig {
     ModelConfig {
-        trunk_layers: [1, 1, 1],
-        trunk_channels: [8, 16, 32],
+        arch: model::Arch::Hybrid,
+        trunk_layers: vec![1, 1, 1],
+        trunk_channels: vec![8, 16, 32],
         stem_width: 8,
         embed_dim: 64,
         depth: 2,

@@ -218,3 +218,49 @@ fn the_paper_model_without_weights_warns_and_the_demo_does_not() {
         "the demo's tiny trunk cannot take resnet50d weights"
     );
 }
+
+/// `model.arch = "resnet50"` (configs/resnet50.toml): timm's real `resnet50d` names and shapes
+/// fill the whole network; the 1000-class `fc` is reported as mismatched and keeps its start;
+/// projector and predictor keep theirs; without weights the run warns.
+#[test]
+fn timm_resnet50d_fills_the_whole_resnet50_and_reports_its_imagenet_fc() {
+    let cfg = shipped_config("resnet50.toml");
+    let query = QueryNetwork::new(&cfg.model, &Device::Cpu).unwrap();
+    let before = query.tensors().unwrap();
+    let timm = timm_resnet50d_tensors();
+    let dir = tempfile::tempdir().unwrap();
+    let path = save_zeros(dir.path(), "model.safetensors", &timm);
+    let loaded = load_pretrained(&query, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.form, PretrainedForm::ResNet50d);
+    let got: BTreeSet<&str> = loaded.report.loaded.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = timm
+        .iter()
+        .map(|(n, _, _)| n.as_str())
+        .filter(|n| !n.ends_with("num_batches_tracked") && !n.starts_with("fc."))
+        .collect();
+    assert!(want.contains("layer4.2.conv3.weight"));
+    assert_eq!(
+        got, want,
+        "every backbone tensor of resnet50d, and only those, is set"
+    );
+    assert_eq!(
+        loaded.report.mismatched,
+        vec![
+            "fc.bias: file [1000], model [7]".to_string(),
+            "fc.weight: file [1000, 2048], model [7, 2048]".to_string(),
+        ]
+    );
+    let after = query.tensors().unwrap();
+    assert_eq!(abs_sum(&after["layer4.2.conv3.weight"]), 0.0);
+    for n in ["fc.weight", "projector.0.weight", "predictor.0.weight"] {
+        assert!(abs_sum(&before[n]) > 0.0);
+        assert_eq!(
+            abs_sum(&after[n]),
+            abs_sum(&before[n]),
+            "{n} must not change"
+        );
+    }
+    let warning = missing_pretrained_warning(&cfg.model, &cfg.run.pretrained)
+        .expect("resnet50.toml without weights must warn");
+    assert!(warning.contains("resnet50") && warning.contains(RESNET50D_FILE));
+}

@@ -211,7 +211,7 @@ fn seeded_init_matches_the_model_init() {
     let mut m = cfg.model.clone();
     m.embed_dim = 64;
     m.proj_hidden = 128;
-    m.trunk_channels = [16, 16, 16];
+    m.trunk_channels = vec![16, 16, 16];
     let net = model::QueryNetwork::new(&m, &candle_core::Device::Cpu).unwrap();
     let std = |t: &Tensor| -> f64 {
         let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();

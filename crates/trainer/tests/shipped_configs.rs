@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use model::Arch;
 use trainer::config::{Config, Foreground, KeyNetwork, MethodName};
 
 fn configs_dir() -> PathBuf {
@@ -92,6 +93,45 @@ fn rows_change_only_their_switch() {
         assert_eq!(
             got, want,
             "{rel} differs from spmix.toml in more than its row's switch"
+        );
+    }
+}
+
+/// Table 1's ResNet-50 rows: each equals its hybrid row (spmix.toml, baselines/*.toml) with only
+/// the model keys swapped for timm's resnet50d (`arch`, four-entry `trunk_layers` and
+/// `trunk_channels`).
+#[test]
+fn resnet50_rows_differ_from_their_hybrid_rows_only_in_the_model_keys() {
+    let to_resnet50 = |mut c: Config| {
+        c.model.arch = Arch::Resnet50;
+        c.model.trunk_layers = vec![3, 4, 6, 3];
+        c.model.trunk_channels = vec![64, 128, 256, 512];
+        c
+    };
+    assert_eq!(
+        load("resnet50.toml").model.feature_dim(),
+        2048,
+        "not timm's resnet50d"
+    );
+    for (resnet, hybrid) in [
+        ("resnet50.toml", "spmix.toml"),
+        ("baselines/resnet50/ce.toml", "baselines/ce.toml"),
+        (
+            "baselines/resnet50/ce-resample.toml",
+            "baselines/ce-resample.toml",
+        ),
+        ("baselines/resnet50/paco.toml", "baselines/paco.toml"),
+        ("baselines/resnet50/mislas.toml", "baselines/mislas.toml"),
+        ("baselines/resnet50/bcl.toml", "baselines/bcl.toml"),
+    ] {
+        let got = load(resnet);
+        let mut want = to_resnet50(load(hybrid));
+        assert_eq!(load(hybrid).model.arch, Arch::Hybrid, "{hybrid}");
+        // Run names differ by design.
+        want.run.name = got.run.name.clone();
+        assert_eq!(
+            got, want,
+            "{resnet} differs from {hybrid} in more than the model keys"
         );
     }
 }

@@ -108,7 +108,7 @@ impl BclState {
         let m = query.config();
         let varmap = VarMap::new();
         let (vb, laws) = model::init::recording_builder(&varmap, device);
-        let head = MlpHead::projector(m.embed_dim, m.proj_hidden, m.proj_dim, vb)?;
+        let head = MlpHead::projector(m.feature_dim(), m.proj_hidden, m.proj_dim, vb)?;
         // Laws under the names the variables carry in the optimiser and the checkpoint.
         let laws: model::InitLaws = laws
             .lock()
@@ -168,19 +168,22 @@ impl BclState {
         Ok(())
     }
 
-    /// Prototypes `(C, proj_dim)`, l2-normalised, from the classifier weight `(C, embed_dim)`.
+    /// Prototypes `(C, proj_dim)`, l2-normalised, from the classifier weight `(C, F)`.
     fn prototypes(&self, query: &QueryNetwork) -> Result<Tensor> {
         let weight = classifier_weight(query)?;
         Ok(l2_normalize(&self.head.forward_t(&weight, true)?)?)
     }
 }
 
-/// The classifier's weight `(C, embed_dim)` (timm's `head.weight`), with its gradient path.
+/// The classifier's weight `(C, F)` (timm's `head.weight` / ResNet-50's `fc.weight`), with its
+/// gradient path.
 fn classifier_weight(query: &QueryNetwork) -> Result<Tensor> {
+    // timm's name for the arch's classifier: `head.weight` (ViT), `fc.weight` (ResNet-50).
+    let name = format!("{}weight", query.config().arch.classifier_prefix());
     let data = query.varmap().data().lock().expect("VarMap lock poisoned");
     let var = data
-        .get("head.weight")
-        .context("the query network has no head.weight")?;
+        .get(&name)
+        .with_context(|| format!("the query network has no {name}"))?;
     Ok(var.as_tensor().clone())
 }
 

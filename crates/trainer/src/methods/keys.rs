@@ -56,7 +56,7 @@ pub fn key_branch(
         Ok(KeyBranch { loss, keys: k })
     } else {
         let tokens = key_tokens(&KeyEmbedder::Query(ctx.query))?;
-        let fk = ctx.query.encoder().encode(&tokens)?;
+        let fk = ctx.query.encoder().encode_t(&tokens, true)?;
         let k = l2_normalize(&ctx.query.projector().forward_t(&fk, true)?)?;
         let z = Tensor::cat(&[logits, &ctx.query.classify(&fk)?], 0)?;
         let loss = paco_loss(ctx, q, &k, &z, y)?;

@@ -37,7 +37,7 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
         &enc.embed_t(&bg_views.query.images.to_device(ctx.device)?, true)?,
         &rq,
     )?;
-    let fq = enc.encode(&tq)?;
+    let fq = enc.encode_t(&tq, true)?;
     let (q, logits) = ctx.query.heads_t(&fq, true)?;
     let q = l2_normalize(&q)?;
 

@@ -174,6 +174,9 @@ impl Trainer {
                 r.form,
                 r.report.ignored.len()
             );
+            for m in &r.report.mismatched {
+                tracing::info!("not loaded (shape differs; kept its start): {m}");
+            }
         } else if let Some(warning) =
             crate::pretrained::missing_pretrained_warning(&cfg.model, &cfg.run.pretrained)
         {
