@@ -31,6 +31,8 @@ pub const PREPROCESS_FILE: &str = "preprocess.json";
 pub const PREPROCESS_SCHEMA_VERSION: u32 = 1;
 /// timm's registered name of the paper's architecture.
 pub const TIMM_ARCHITECTURE: &str = "vit_small_resnet50d_s16_224";
+/// timm's registered name of the ResNet-50 backbone (`model.arch = "resnet50"`).
+pub const TIMM_RESNET50: &str = "resnet50d";
 /// Name prefixes of the query network that are not part of the exported classifier.
 pub const CONTRASTIVE_HEAD_PREFIXES: [&str; 2] = ["projector.", "predictor."];
 
@@ -109,7 +111,7 @@ pub fn preprocess_facts(cfg: &Config, source: ExportSource) -> Preprocess {
             .map(|c| c.name().to_string())
             .collect(),
         output: "logits".into(),
-        timm_model: is_timm_architecture(&cfg.model).then(|| TIMM_ARCHITECTURE.to_string()),
+        timm_model: timm_model_name(&cfg.model).map(str::to_string),
         model: cfg.model.clone(),
         source,
     }
@@ -118,7 +120,8 @@ pub fn preprocess_facts(cfg: &Config, source: ExportSource) -> Preprocess {
 /// Whether `m` has the sizes of timm's [`TIMM_ARCHITECTURE`] (any class count).
 pub fn is_timm_architecture(m: &ModelConfig) -> bool {
     let full = ModelConfig::full();
-    m.trunk_layers == full.trunk_layers
+    m.arch == full.arch
+        && m.trunk_layers == full.trunk_layers
         && m.trunk_channels == full.trunk_channels
         && m.stem_width == full.stem_width
         && m.embed_dim == full.embed_dim
@@ -126,6 +129,24 @@ pub fn is_timm_architecture(m: &ModelConfig) -> bool {
         && m.num_heads == full.num_heads
         && m.mlp_ratio == full.mlp_ratio
         && m.image_size == full.image_size
+}
+
+/// timm's registered name of a model with `m`'s sizes (any class count): [`TIMM_ARCHITECTURE`] or
+/// [`TIMM_RESNET50`]; `None` for other sizes (the export still loads into timm's classes built
+/// with these sizes, see docs/export.md).
+pub fn timm_model_name(m: &ModelConfig) -> Option<&'static str> {
+    let r = ModelConfig::resnet50();
+    if is_timm_architecture(m) {
+        Some(TIMM_ARCHITECTURE)
+    } else if m.arch == r.arch
+        && m.trunk_layers == r.trunk_layers
+        && m.trunk_channels == r.trunk_channels
+        && m.stem_width == r.stem_width
+    {
+        Some(TIMM_RESNET50)
+    } else {
+        None
+    }
 }
 
 /// The exported state dict of `query`: every variable except the contrastive heads, as `F32` on

@@ -206,7 +206,12 @@ fn predict_gives_timms_logits_on_three_images() {
 
 /// `(name, shape, dtype)` of every tensor of timm's `vit_small_resnet50d_s16_224` state dict.
 fn timm_paper_tensors() -> BTreeMap<String, (Vec<usize>, DType)> {
-    let doc = json(&fixtures().join("timm_vit_small_resnet50d_s16_224_tensors.json"));
+    timm_tensors(&fixtures().join("timm_vit_small_resnet50d_s16_224_tensors.json"))
+}
+
+/// `(name, shape, dtype)` of every tensor listed in a timm state-dict fixture.
+fn timm_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, DType)> {
+    let doc = json(path);
     doc["tensors"]
         .as_array()
         .unwrap()
@@ -232,6 +237,11 @@ fn timm_paper_tensors() -> BTreeMap<String, (Vec<usize>, DType)> {
 fn the_paper_model_exports_exactly_timms_vit_small_resnet50d_s16_224_tensors() {
     let cfg = ModelConfig::full();
     assert!(trainer::export::is_timm_architecture(&cfg));
+    assert_eq!(
+        trainer::export::timm_model_name(&ModelConfig::resnet50()),
+        Some("resnet50d")
+    );
+    assert!(!trainer::export::is_timm_architecture(&ModelConfig::resnet50()));
     let query = QueryNetwork::new(&cfg, &Device::Cpu).unwrap();
     let exported: BTreeMap<String, (Vec<usize>, DType)> = trainer::export::timm_state_dict(&query)
         .unwrap()
@@ -249,6 +259,27 @@ fn the_paper_model_exports_exactly_timms_vit_small_resnet50d_s16_224_tensors() {
     for (name, want) in &timm {
         assert_eq!(&exported[name], want, "{name}");
     }
+}
+
+/// `model.arch = "resnet50"` exports timm's `resnet50d` state dict (the fixture the pretrained
+/// loader is tested with), with a 7-class `fc`.
+#[test]
+fn the_resnet50_model_exports_exactly_timms_resnet50d_tensors() {
+    let cfg = ModelConfig::resnet50();
+    let query = QueryNetwork::new(&cfg, &Device::Cpu).unwrap();
+    let exported: BTreeMap<String, (Vec<usize>, DType)> = trainer::export::timm_state_dict(&query)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, (t.dims().to_vec(), t.dtype())))
+        .collect();
+    let mut timm = timm_tensors(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm_resnet50d_tensors.json"),
+    );
+    // The fixture is timm's 1000-class ImageNet model.
+    timm.get_mut("fc.weight").unwrap().0 = vec![cfg.num_classes, 2048];
+    timm.get_mut("fc.bias").unwrap().0 = vec![cfg.num_classes];
+    assert!(timm.len() > 300);
+    assert_eq!(exported, timm);
 }
 
 #[test]
