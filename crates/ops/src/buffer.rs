@@ -1,18 +1,38 @@
-//! Output buffers for the CPU kernels.
+//! Output buffers for the CPU kernels: [`output_buffer`] (room, nothing written) for kernels that
+//! write every element, [`zeroed`] for kernels that accumulate into their output.
 //!
 //! A (64, 196, 768) f32 output is 38.5 MB; glibc serves allocations above 32 MB with a fresh
 //! `mmap` every time, so each call first-touches ~9400 4 KiB pages, and those page faults cost
-//! about as much as the mixing itself. On Linux the buffer is marked `MADV_HUGEPAGE` before it is
-//! touched, so it faults in 2 MiB pages (512x fewer faults) where transparent huge pages are in
-//! `madvise` or `always` mode; elsewhere, or when the kernel refuses, this is a plain allocation.
+//! about as much as a light kernel itself. On Linux a buffer of 4 MiB or more is marked
+//! `MADV_HUGEPAGE` before it is touched, so it faults in 2 MiB pages (512x fewer faults) where
+//! transparent huge pages are in `madvise` or `always` mode; elsewhere, or when the kernel
+//! refuses, this is a plain allocation.
+
+use rayon::iter::ParallelExtend;
 
 /// Buffers smaller than this are left alone (they come from the heap and are rarely fresh).
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 
+/// Buffers of at least this many elements are zero-filled by the rayon pool.
+const PARALLEL_FILL: usize = 1 << 16;
+
 /// An empty `Vec` with room for `len` elements, whose pages are not touched yet.
-pub(crate) fn output_buffer<T>(len: usize) -> Vec<T> {
+pub fn output_buffer<T>(len: usize) -> Vec<T> {
     let v: Vec<T> = Vec::with_capacity(len);
     advise_huge_pages(&v);
+    v
+}
+
+/// A buffer of `n` copies of `zero` (the output of an op that then accumulates into it).
+/// `vec![zero; n]` zeroes on the calling thread: for activation-sized buffers a serial pass (with
+/// the page faults of fresh memory) while the pool's other threads wait; large buffers are filled
+/// by the pool instead.
+pub fn zeroed<T: Copy + Send + Sync>(n: usize, zero: T) -> Vec<T> {
+    if n < PARALLEL_FILL {
+        return vec![zero; n];
+    }
+    let mut v = output_buffer(n);
+    v.par_extend(rayon::iter::repeat_n(zero, n));
     v
 }
 
@@ -50,6 +70,21 @@ mod tests {
             let v = output_buffer::<f32>(len);
             assert!(v.capacity() >= len);
             assert!(v.is_empty());
+        }
+    }
+
+    #[test]
+    fn zeroed_buffers_hold_n_zeros_below_and_above_the_parallel_fill() {
+        for n in [
+            0usize,
+            3,
+            PARALLEL_FILL - 1,
+            PARALLEL_FILL,
+            (8 << 20) / 4 + 3,
+        ] {
+            let v = zeroed(n, 0f32);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|&x| x == 0.0));
         }
     }
 }
