@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# RESULTS.md on the synthetic set: spmix, ce, ce-resample, paco and the Table 2 ablations, each with
-# SEEDS seeds (default 3) on the demo data and the demo's tiny model (configs/demo.toml), test split,
-# best-on-validation checkpoint. Runs go to runs/results/; RESULTS.md gets mean and spread per row.
+# RESULTS.md on the synthetic benchmark preset (configs/bench.toml: 10 validation and 30 test images
+# per class, tiny Hybrid-ViT at 48 px, 20 epochs): every Table 1 and Table 2 row the trainer offers,
+# each with SEEDS seeds (default 3), test split at the best validation epoch. Runs go to
+# runs/results/; RESULTS.md gets mean and spread per row between the results markers.
 # Usage:  scripts/results.sh [SEEDS] [extra --set options, e.g. run.epochs=6]
 #         scripts/results.sh table [SEEDS]     # only rewrite RESULTS.md from the runs already there
 # Seeds are the outer loop, so an interrupted run still has every row at the first seeds; a run
-# whose report.json exists is not run again. Time on an idle 2-core machine for 7 rows x 3 seeds:
-# about 20-25 min (a spmix run ~1 min since the model's CPU speed work; it was ~3.5 min, the whole
-# table ~60 min, before it); all runs share the prepared split.
+# whose report.json exists is not run again. Time on an idle 2-core machine, one run at a time:
+# about 4 min for a ce run and 15 min for an spmix run, ~2 h a seed for all 9 rows; all runs share
+# the prepared split (data/bench-split).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=runs/results
@@ -19,7 +20,10 @@ rows=(
   "spmix, no patch (saliency per sample)|--set mix.patch=false"
   "spmix, no saliency (random per patch)|--set mix.saliency=false"
   "spmix, neither (plain token mixup)|--set mix.patch=false --set mix.saliency=false"
+  "spmix, instance-sampled foreground|--set mix.foreground=\"instance\""
+  "spmix, shared keys (no momentum encoder)|--set method.key_network=\"shared\""
 )
+config=configs/bench.toml
 run_name() { echo "$1" | tr -c 'a-zA-Z0-9\n-' '_'; }
 
 table() {
@@ -33,9 +37,10 @@ out, seeds, extra, *labels = sys.argv[1:]
 def name(label):
     return re.sub(r"[^a-zA-Z0-9\n-]", "_", label)
 cmd = f"scripts/results.sh {seeds} {extra}".rstrip()
-print(f"Command: `{cmd}` — configs/demo.toml (synthetic ISIC-like set, tiny")
-print("Hybrid-ViT, CPU, 24 epochs), balanced validation and test sets (4 and 8 images per class), best validation")
-print("epoch evaluated on the test split (56 images). Mean ± standard deviation over the seeds, in %; n = seeds run.\n")
+print(f"Command: `{cmd}` — configs/bench.toml (synthetic ISIC-like set, tiny")
+print("Hybrid-ViT at 48 px, CPU, 20 epochs), balanced validation and test sets (10 and 30 images per class), best")
+print("validation epoch evaluated on the test split (210 images). Mean ± standard deviation over the seeds, in %;")
+print("n = seeds run.\n")
 print("| method | n | Many | Medium | Few | Total | macro F1 |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for label in labels:
@@ -87,7 +92,7 @@ for seed in $(seq 0 $((seeds - 1))); do
       echo "skip $name (done)"; continue
     fi
     # shellcheck disable=SC2086
-    "$bin" train --config configs/demo.toml $opts --set run.seed=$seed --set run.name=\"$name\" \
+    "$bin" train --config "$config" $opts --set run.seed=$seed --set run.name=\"$name\" \
       --set run.output_dir=\"$out\" "${extra[@]}" 2>/dev/null | tail -n 6
     table "$seeds" "${extra[*]:-}" >/dev/null
   done
