@@ -96,7 +96,7 @@ impl CustomOp2 for GeluErfBackward {
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(l1, l2, "gelu_erf backward")?;
         let x = contiguous(s1, l1, "gelu_erf backward", "input")?;
-        let dy = contiguous(s2, l2, "gelu_erf backward", "input")?;
+        let dy = contiguous(s2, l2, "gelu_erf backward", "gradient")?;
         // 1 / sqrt(2 pi)
         const INV_SQRT_2PI: f32 = 0.398_942_3;
         let mut dx = zeroed(x.len(), 0f32);
@@ -185,7 +185,7 @@ impl CustomOp2 for SoftmaxBackward {
         same_shape(l1, l2, "softmax backward")?;
         let d = l1.shape().dims().last().copied().unwrap_or(1);
         let y = contiguous(s1, l1, "softmax backward", "input")?;
-        let dy = contiguous(s2, l2, "softmax backward", "input")?;
+        let dy = contiguous(s2, l2, "softmax backward", "gradient")?;
         let mut dx = zeroed(y.len(), 0f32);
         if d == 0 {
             return Ok((CpuStorage::F32(dx), l1.shape().clone()));
