@@ -3,9 +3,9 @@
 //!
 //! A (64, 196, 768) f32 output is 38.5 MB; glibc serves allocations above 32 MB with a fresh
 //! `mmap` every time, so each call first-touches ~9400 4 KiB pages, and those page faults cost
-//! about as much as a light kernel itself. On Linux a buffer of 4 MiB or more is marked
-//! `MADV_HUGEPAGE` before it is touched, so it faults in 2 MiB pages (512x fewer faults) where
-//! transparent huge pages are in `madvise` or `always` mode; elsewhere, or when the kernel
+//! about as much as a light kernel itself. On Linux an [`output_buffer`] of 4 MiB or more is
+//! marked `MADV_HUGEPAGE` before it is touched, so it faults in 2 MiB pages (512x fewer faults)
+//! where transparent huge pages are in `madvise` or `always` mode; elsewhere, or when the kernel
 //! refuses, this is a plain allocation.
 
 use rayon::iter::ParallelExtend;
@@ -26,12 +26,13 @@ pub fn output_buffer<T>(len: usize) -> Vec<T> {
 /// A buffer of `n` copies of `zero` (the output of an op that then accumulates into it).
 /// `vec![zero; n]` zeroes on the calling thread: for activation-sized buffers a serial pass (with
 /// the page faults of fresh memory) while the pool's other threads wait; large buffers are filled
-/// by the pool instead.
+/// by the pool instead. No huge-page advice here: the model's fused ops were measured without it
+/// (BENCHMARKS.md), and turning it on for them is a change to measure on its own.
 pub fn zeroed<T: Copy + Send + Sync>(n: usize, zero: T) -> Vec<T> {
     if n < PARALLEL_FILL {
         return vec![zero; n];
     }
-    let mut v = output_buffer(n);
+    let mut v = Vec::with_capacity(n);
     v.par_extend(rayon::iter::repeat_n(zero, n));
     v
 }
