@@ -2,7 +2,9 @@
 # RESULTS.md on the synthetic benchmark preset (configs/bench.toml: 10 validation and 30 test images
 # per class, tiny Hybrid-ViT at 48 px, 20 epochs): every Table 1 and Table 2 row the trainer offers,
 # each with SEEDS seeds (default 3), test split at the best validation epoch. Runs go to
-# runs/results/; RESULTS.md gets mean and spread per row between the results markers.
+# runs/results/; RESULTS.md gets mean and spread per row and each row's paired difference to SPMix
+# with a 95% confidence interval between the results markers (scripts/results_table.py; its
+# checks: python3 -m unittest discover -s scripts -p 'test_results_table.py').
 # Usage:  scripts/results.sh [SEEDS] [extra --set options, e.g. run.epochs=6]
 #         scripts/results.sh table [SEEDS]     # only rewrite RESULTS.md from the runs already there
 # Seeds are the outer loop, so an interrupted run still has every row at the first seeds; a run
@@ -30,46 +32,11 @@ table() {
   local seeds=$1 extra=$2
   local labels=()
   for row in "${rows[@]}"; do labels+=("${row%%|*}"); done
-  # Only the block between the results markers is rewritten; the prose around it stays.
-  python3 - "$out" "$seeds" "$extra" "${labels[@]}" > RESULTS.md.block <<'PY'
-import glob, json, os, re, statistics as st, sys
-out, seeds, extra, *labels = sys.argv[1:]
-def name(label):
-    return re.sub(r"[^a-zA-Z0-9\n-]", "_", label)
-cmd = f"scripts/results.sh {seeds} {extra}".rstrip()
-print(f"Command: `{cmd}` — configs/bench.toml (synthetic ISIC-like set, tiny")
-print("Hybrid-ViT at 48 px, CPU, 20 epochs), balanced validation and test sets (10 and 30 images per class), best")
-print("validation epoch evaluated on the test split (210 images). Mean ± standard deviation over the seeds, in %;")
-print("n = seeds run.\n")
-print("| method | n | Many | Medium | Few | Total | macro F1 |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for label in labels:
-    vals = []
-    for s in range(int(seeds)):
-        for path in sorted(glob.glob(os.path.join(out, f"{name(label)}-s{s}-*", "report.json")))[-1:]:
-            m = json.load(open(path))["metrics"]
-            g = m["groups"]
-            vals.append([100 * x for x in (g["many"], g["medium"], g["few"], m["total_accuracy"], m["macro_f1"])])
-    if not vals:
-        print(f"| {label} | 0 | | | | | |")
-        continue
-    cell = lambda c: f"{st.mean(c):.1f} ± {st.stdev(c):.1f}" if len(c) > 1 else f"{c[0]:.1f}"
-    print(f"| {label} | {len(vals)} | " + " | ".join(cell(c) for c in zip(*vals)) + " |")
-PY
-  python3 - <<'PY'
-start, end = "<!-- results:start -->", "<!-- results:end -->"
-block = open("RESULTS.md.block").read().rstrip()
-text = open("RESULTS.md").read() if __import__("os").path.exists("RESULTS.md") else ""
-if start in text and end in text:
-    head, rest = text.split(start, 1)
-    text = head + start + "\n" + block + "\n" + end + rest.split(end, 1)[1]
-else:
-    text = text.rstrip() + "\n\n" + start + "\n" + block + "\n" + end + "\n"
-open("RESULTS.md.tmp", "w").write(text)
-__import__("os").replace("RESULTS.md.tmp", "RESULTS.md")
-__import__("os").remove("RESULTS.md.block")
-PY
-  echo "wrote the results block of RESULTS.md"
+  # Mean ± sd per row and the paired (same-seed) 95% interval of each row's difference to SPMix
+  # (the first row); only the block between the results markers of RESULTS.md is rewritten.
+  python3 scripts/results_table.py --runs "$out" --seeds "$seeds" --config "$config" \
+    --command "$(echo "scripts/results.sh $seeds $extra" | sed 's/ *$//')" --results RESULTS.md \
+    -- "${labels[@]}"
 }
 
 if [ "${1:-}" = table ]; then

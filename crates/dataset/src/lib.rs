@@ -14,6 +14,7 @@ pub mod synth;
 
 pub mod augment;
 pub mod data_set;
+pub mod loaded_step;
 pub mod loader;
 pub mod sampler;
 pub mod split_check;

@@ -20,9 +20,9 @@
 //! let loader = Loader::new(train, LoaderMode::Spmix, AugmentConfig::default(), LoaderConfig::default(), 0).unwrap();
 //! for step in loader.epoch(0) {
 //!     let step = step.unwrap();
-//!     let (inst, bal) = (&step.batches[0], &step.batches[1]);
-//!     let _query_images = &inst.views[0].images; // (B, 3, 224, 224) f32
-//!     let _key_maps = &bal.views[1].saliency;     // (B, 1, 224, 224) f32
+//!     let batches = step.spmix().unwrap();
+//!     let _query_images = &batches.instance.view_pair().unwrap().query.images; // (B, 3, 224, 224) f32
+//!     let _key_maps = &batches.balanced.view_pair().unwrap().key.saliency;     // (B, 1, 224, 224) f32
 //! }
 //! ```
 
@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::{AugmentConfig, Pair};
 use crate::data_set::DataSet;
 use crate::error::{DatasetError, Result};
+pub use crate::loaded_step::{LoadedBatch, LoadedStep, SpmixBatches, ViewBatch, ViewPair};
 use crate::sampler::{rng_for, BatchSampler, ClassBalancedSampler, InstanceSampler};
 
 const TAG_VIEW: u64 = 3;
@@ -94,34 +95,6 @@ impl Default for LoaderConfig {
             baseline_sampler: BaselineSampler::Instance,
         }
     }
-}
-
-/// One view of a batch.
-#[derive(Debug, Clone)]
-pub struct ViewBatch {
-    /// (B, 3, H, W) f32, normalised.
-    pub images: Tensor,
-    /// (B, 1, H, W) f32, normalised with the saliency mean/std.
-    pub saliency: Tensor,
-}
-
-/// One batch of a step.
-#[derive(Debug, Clone)]
-pub struct LoadedBatch {
-    /// Data set indices actually loaded (a skipped image's replacement appears here).
-    pub indices: Vec<usize>,
-    /// (B) u32 class labels.
-    pub labels: Tensor,
-    /// One entry per view, in the order of the module doc.
-    pub views: Vec<ViewBatch>,
-}
-
-/// Everything for one training (or evaluation) step.
-#[derive(Debug, Clone)]
-pub struct LoadedStep {
-    pub epoch: u64,
-    pub step: usize,
-    pub batches: Vec<LoadedBatch>,
 }
 
 enum Sampling {

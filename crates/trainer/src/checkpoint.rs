@@ -17,25 +17,6 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// One finished epoch (a `metrics.csv` row); converted to [`crate::plots::EpochRecord`] for plots.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRow {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Learning rate of the epoch's last step.
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_accuracy: f64,
-    pub val_many: f64,
-    pub val_medium: f64,
-    pub val_few: f64,
-    pub val_macro_f1: f64,
-    pub val_balanced_accuracy: f64,
-    /// Wall-clock seconds of the epoch (training and validation).
-    pub seconds: f64,
-}
-
 /// What the training loop knows between steps, saved in `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -52,7 +33,7 @@ pub struct TrainState {
     /// Seconds spent in the epoch in progress before an interruption.
     pub partial_seconds: f64,
     /// One record per finished epoch.
-    pub history: Vec<EpochRow>,
+    pub history: Vec<crate::epoch_record::EpochRecord>,
     /// Best finished epoch so far (by the configured metric) and its value.
     pub best: Option<(usize, f64)>,
     /// Global step of the best epoch's checkpoint.

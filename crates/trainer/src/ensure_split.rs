@@ -6,20 +6,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::DataConfig;
 
-/// The split protocol the `[data]` section asks for.
-fn wanted_protocol(data: &DataConfig) -> dataset::split_files::SplitProtocol {
-    if data.protocol == "stratified" {
-        dataset::split_files::SplitProtocol::Stratified {
-            ratios: data.ratios,
-        }
-    } else {
-        dataset::split_files::SplitProtocol::Balanced {
-            val_per_class: data.val_per_class,
-            test_per_class: data.test_per_class,
-        }
-    }
-}
-
 /// When the config prepares its own split (`data.source` set), an existing `split.json` must
 /// have been made with the same protocol and seed: otherwise a changed config would silently
 /// train and evaluate on an old split.
@@ -29,7 +15,7 @@ fn check_prepared_split(data: &DataConfig) -> Result<()> {
     }
     let m = dataset::split_files::SplitManifest::read(&data.split_dir)
         .with_context(|| format!("reading the split in {}", data.split_dir.display()))?;
-    let wanted = wanted_protocol(data);
+    let wanted = data.split_protocol();
     if m.protocol != wanted || m.seed != data.split_seed {
         bail!(
             "{} was prepared with {:?} and seed {}, but the config asks for {:?} and data.split_seed = {}; \
@@ -82,7 +68,7 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
         )?;
         tracing::info!("{} synthetic images, {} lesions", s.images, s.lesions);
     }
-    let protocol = wanted_protocol(data);
+    let protocol = data.split_protocol();
     let opts = dataset::prepare::PrepareOptions {
         protocol,
         seed: data.split_seed,

@@ -6,44 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use dataset::augment::{AugmentConfig, Normalization, Pair, Step, ViewConfig};
+use dataset::augment::Pair;
 use dataset::data_set::DataSet;
 use dataset::loader::{Loader, LoaderConfig, LoaderMode};
 use model::QueryNetwork;
 
+use crate::augment::augment_config;
 use crate::config::Config;
 use crate::metrics::{self, EvalMetrics};
-
-/// The loader's augmentation settings for a config: query/key/baseline views at the model's
-/// image size, evaluation resize `round(size * eval_resize_ratio)` then centre crop `size`.
-/// The training views follow `[augment]` (crop scale, RandAugment on or off).
-pub fn augment_config(cfg: &Config) -> AugmentConfig {
-    let s = cfg.model.image_size as u32;
-    let train_view = |v: ViewConfig| tune_view(v, &cfg.augment);
-    AugmentConfig {
-        query: train_view(ViewConfig::query(s)),
-        key: train_view(ViewConfig::key(s)),
-        baseline: train_view(ViewConfig::query(s)),
-        eval: dataset::augment::EvalConfig {
-            resize: ((s as f64) * cfg.data.eval_resize_ratio).round() as u32,
-            crop: s,
-        },
-        normalization: Normalization::isic(),
-    }
-}
-
-/// A preset view with `[augment]` applied: its RandomResizedCrop scale replaced and, when
-/// `rand_augment` is off, its RandAugment step dropped.
-fn tune_view(mut v: ViewConfig, a: &crate::config::AugmentSection) -> ViewConfig {
-    v.steps
-        .retain(|s| a.rand_augment || !matches!(s, Step::RandAugment { .. }));
-    for s in &mut v.steps {
-        if let Step::RandomResizedCrop { scale, .. } = s {
-            *scale = a.crop_scale;
-        }
-    }
-    v
-}
 
 /// Softmax of `(B, C)` logits, rows as vectors.
 pub fn probabilities(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
@@ -105,8 +75,8 @@ pub fn predict_split(
     let mut images = Vec::with_capacity(data.len());
     for step in loader.epoch(0) {
         let step = step?;
-        let b = &step.batches[0];
-        let x = b.views[0].images.to_device(device)?;
+        let b = step.single()?;
+        let x = b.single_view()?.images.to_device(device)?;
         let logits = query.classify(&query.encoder().forward_t(&x, false)?)?;
         probs.extend(probabilities(&logits)?);
         labels.extend(b.labels.to_vec1::<u32>()?.into_iter().map(|l| l as usize));

@@ -1,4 +1,4 @@
-//! `trainer`: train / eval / predict. Glue over the library modules.
+//! `trainer`: train / eval / predict / visualize. Glue over the library modules.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +79,34 @@ enum Command {
         #[arg(required = true, value_name = "IMAGES")]
         images: Vec<PathBuf>,
     },
+    /// Draw the paper's figures: with --split, the class counts per split coloured by
+    /// Many/Medium/Few group (Fig. 3); with --config or --run, tail/head pairs drawn by the
+    /// training's samplers and augmentations with their saliency maps, per-patch ratios and mixed
+    /// samples for each Table 2 variant (Fig. 4).
+    #[command(group(clap::ArgGroup::new("input").required(true).args(["split", "config", "run"])))]
+    Visualize {
+        /// A prepared split folder, e.g. data/bench-split: draw its class counts.
+        #[arg(long, value_name = "SPLIT_DIR")]
+        split: Option<PathBuf>,
+        /// TOML config whose data, augmentation and [mix] settings the sheet uses.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A run folder: use the config it recorded.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: Option<PathBuf>,
+        /// Override a config value: --set mix.alpha=0.9 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "split")]
+        set: Vec<String>,
+        /// Tail/head pairs on the sheet.
+        #[arg(long, default_value_t = 4, conflicts_with = "split")]
+        pairs: usize,
+        /// run.seed of the samplers, augmentations and ratio noise (default: the config's).
+        #[arg(long, conflicts_with = "split")]
+        seed: Option<u64>,
+        /// The PNG to write (replaced atomically).
+        #[arg(long, value_name = "FILE.png")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -156,7 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Which::Last => "last",
             };
             let out = run.join(format!("eval-{split}-{name}"));
-            train::evaluate_run(&run, &split, checkpoint, dev.as_ref(), &out)?;
+            trainer::evaluate_run::evaluate_run(&run, &split, checkpoint, dev.as_ref(), &out)?;
             println!("report: {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -168,7 +196,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             images,
         } => {
             let dev = device.as_deref().map(train::open_device).transpose()?;
-            let (cfg, _, query, _, dev) = train::load_run_network(&run, checkpoint, dev.as_ref())?;
+            let (cfg, _, query, _, dev) =
+                trainer::evaluate_run::load_run_network(&run, checkpoint, dev.as_ref())?;
             let limits = dataset::prepare::DecodeLimits::with_max_pixels(max_pixels);
             let results = trainer::evaluate::predict_files(&query, &images, &cfg, &dev, &limits)?;
             let rows: Vec<_> = images.into_iter().zip(results).collect();
@@ -183,6 +212,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 tracing::warn!("{failed} of {} image(s) could not be read", rows.len());
                 return Ok(ExitCode::FAILURE);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Visualize {
+            split,
+            config,
+            run,
+            set,
+            pairs,
+            seed,
+            out,
+        } => {
+            if let Some(split) = split {
+                trainer::visualize::class_counts_png(&split, &out)?;
+            } else {
+                let path = match (&config, &run) {
+                    (Some(c), _) => c.clone(),
+                    (None, Some(r)) => r.join("config.toml"),
+                    (None, None) => unreachable!("clap requires --split, --config or --run"),
+                };
+                let mut cfg = Config::from_file(&path, &set)?;
+                if let Some(s) = seed {
+                    cfg.run.seed = s;
+                }
+                trainer::visualize::mix_sheet_png(&cfg, pairs, &out)?;
+            }
+            println!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -12,32 +12,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{register_font, FontStyle};
-use serde::{Deserialize, Serialize};
 
-use crate::report::{write_atomic, ReportError};
-
-/// One row of `metrics.csv`: what a training epoch measured. Accuracies and F1 are fractions in
-/// `[0, 1]`; `val_*` are on the validation split; `seconds` is the epoch's wall time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Learning rate at the end of the epoch.
-    pub lr: f64,
-    /// Mean training loss over the epoch.
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_accuracy: f64,
-    pub val_many: f64,
-    pub val_medium: f64,
-    pub val_few: f64,
-    pub val_macro_f1: f64,
-    /// Wall-clock seconds of the epoch (training and validation).
-    pub seconds: f64,
-}
+use crate::atomic_file::write_atomic;
+use crate::epoch_record::EpochRecord;
+use crate::report_error::ReportError;
 
 static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Registers the embedded font with plotters once per process.
 fn ensure_font() -> anyhow::Result<()> {
@@ -53,7 +34,7 @@ fn ensure_font() -> anyhow::Result<()> {
 }
 
 /// Draws with `draw` on a white `w x h` canvas and writes it as a PNG at `path`, atomically.
-fn render_png(
+pub(crate) fn render_png(
     path: &Path,
     (w, h): (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>,
@@ -69,14 +50,19 @@ fn render_png(
             .map_err(|e| anyhow!("{}: drawing: {e}", path.display()))?;
     }
     let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&buf, w, h, image::ExtendedColorType::Rgb8)
-        .with_context(|| format!("{}: encoding PNG", path.display()))?;
+    // Best compression: the figures are committed to the repository (a few ms more per plot).
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(&buf, w, h, image::ExtendedColorType::Rgb8)
+    .with_context(|| format!("{}: encoding PNG", path.display()))?;
     write_atomic(path, &png)?;
     Ok(())
 }
 
-fn draw_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+pub(crate) fn draw_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("{e}")
 }
 

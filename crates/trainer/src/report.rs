@@ -29,12 +29,12 @@
 //! matches rows on the `image` column (ISIC image ids, e.g. `ISIC_0034524`, without extension).
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::write_atomic;
 use crate::metrics::{summary_table, EvalMetrics};
 use crate::plots;
 
@@ -47,53 +47,7 @@ pub const CONFUSION_PNG: &str = "confusion.png";
 /// Version of the `report.json` layout.
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
-/// Errors of the report writers and readers; each names the file at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("cannot write {path}: {error}")]
-    Write {
-        path: PathBuf,
-        /// Shown in the message, deliberately not a `source()` (printed once by `{:#}`).
-        error: std::io::Error,
-    },
-    #[error("{path}: {images} image names but {rows} probability rows")]
-    RowCountMismatch {
-        path: PathBuf,
-        images: usize,
-        rows: usize,
-    },
-    #[error("{path}: row {row} (image {image:?}) has {got} probabilities, expected {expected} (one per class)")]
-    RowWidthMismatch {
-        path: PathBuf,
-        row: usize,
-        image: String,
-        got: usize,
-        expected: usize,
-    },
-    #[error("{path}: image name {image:?} (row {row}) contains a comma, quote or line break")]
-    BadImageName {
-        path: PathBuf,
-        row: usize,
-        image: String,
-    },
-    #[error("{path}: bad header {header:?}: expected `image` then at least one class column")]
-    BadHeader { path: PathBuf, header: String },
-    #[error("{path}: line {line}: {message}")]
-    BadRow {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
-    #[error("{path}: confusion matrix is {rows}x{cols} but there are {classes} class names")]
-    ConfusionShape {
-        path: PathBuf,
-        rows: usize,
-        cols: usize,
-        classes: usize,
-    },
-    #[error("{path}: no epochs to plot")]
-    NoEpochs { path: PathBuf },
-}
+pub use crate::report_error::ReportError;
 
 /// Who produced the numbers of a report: serialised as the `context` object of `report.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,25 +75,6 @@ pub struct ReportJson {
     pub schema_version: u32,
     pub context: ReportContext,
     pub metrics: EvalMetrics,
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed and synced, then
-/// renamed over `path`. The error names `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |error| ReportError::Write {
-        path: path.to_path_buf(),
-        error,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    // Mode 0666 minus the umask, like any new file (tempfile alone would make it 0600).
-    let mut tmp = saliency::output_file::temp_file_beside(dir, ".tmp-", "").map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
 }
 
 fn pct(v: f64) -> String {
@@ -263,14 +198,11 @@ pub fn write_predictions_csv(
         }
         .into());
     }
-    let mut out = String::with_capacity(32 + images.len() * (16 + 12 * class_names.len()));
-    out.push_str("image");
-    for name in class_names {
-        out.push(',');
-        out.push_str(name);
-    }
-    out.push('\n');
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let header = std::iter::once("image").chain(class_names.iter().map(String::as_str));
+    out.write_record(header)?;
     for (row, (image, probs)) in images.iter().zip(probabilities).enumerate() {
+        // The scoring tool expects bare ids: refuse a name the CSV writer would have to quote.
         if image.contains([',', '"', '\n', '\r']) || image.is_empty() {
             return Err(ReportError::BadImageName {
                 path: path.to_path_buf(),
@@ -289,14 +221,12 @@ pub fn write_predictions_csv(
             }
             .into());
         }
-        out.push_str(image);
-        for p in probs {
-            // `{}` on f32 is the shortest string that parses back to the same f32.
-            out.push_str(&format!(",{p}"));
-        }
-        out.push('\n');
+        // `{}` on f32 is the shortest string that parses back to the same f32.
+        let fields = std::iter::once(image.clone()).chain(probs.iter().map(|p| p.to_string()));
+        out.write_record(fields)?;
     }
-    write_atomic(path, out.as_bytes())?;
+    let bytes = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    write_atomic(path, &bytes)?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::EpochRow;
+use crate::atomic_file::write_atomic;
 use crate::config::Config;
 
 /// Provenance of a run, saved as `run.json`.
@@ -29,35 +29,15 @@ pub struct RunInfo {
     pub started: String,
 }
 
-/// UTC date and time of `secs` since the Unix epoch: (year, month, day, hour, minute, second).
-pub fn civil_time(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem / 60 % 60) as u32,
-        (rem % 60) as u32,
-    )
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// The UTC time `t` as a folder suffix `YYYYMMDD-HHMMSS` and as `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_stamps(t: std::time::SystemTime) -> (String, String) {
+    let rfc3339 = humantime::format_rfc3339_seconds(t).to_string();
+    let compact = rfc3339
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .map(|c| if c == 'T' { '-' } else { c })
+        .collect();
+    (compact, rfc3339)
 }
 
 /// `git rev-parse HEAD` in the current folder, or `unknown`.
@@ -89,9 +69,8 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
     let out = &cfg.run.output_dir;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let secs = now_secs();
-    let (y, mo, d, h, mi, s) = civil_time(secs);
-    let base = format!("{}-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}", cfg.run.name);
+    let (compact, started) = utc_stamps(std::time::SystemTime::now());
+    let base = format!("{}-{compact}", cfg.run.name);
     let mut dir = out.join(&base);
     let mut n = 2;
     loop {
@@ -112,7 +91,7 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
         }
     }
     // Remove the folder again when it cannot be filled: no orphan run folders.
-    let filled = fill(cfg, &dir, (y, mo, d, h, mi, s));
+    let filled = fill(cfg, &dir, started);
     if filled.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -120,8 +99,7 @@ pub fn create(cfg: &Config) -> Result<(PathBuf, RunInfo)> {
 }
 
 /// Writes `config.toml` and `run.json` into a new run folder.
-fn fill(cfg: &Config, dir: &Path, time: (i64, u32, u32, u32, u32, u32)) -> Result<RunInfo> {
-    let (y, mo, d, h, mi, s) = time;
+fn fill(cfg: &Config, dir: &Path, started: String) -> Result<RunInfo> {
     let info = RunInfo {
         name: cfg.run.name.clone(),
         method: cfg.method.name.as_str().into(),
@@ -129,7 +107,7 @@ fn fill(cfg: &Config, dir: &Path, time: (i64, u32, u32, u32, u32, u32)) -> Resul
         git_revision: git_revision(),
         split_manifest_sha256: manifest_hash(&cfg.data.split_dir)?,
         split_dir: cfg.data.split_dir.clone(),
-        started: format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+        started,
     };
     write_atomic(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     write_atomic(
@@ -152,59 +130,19 @@ pub fn open(dir: &Path) -> Result<(Config, RunInfo)> {
     Ok((cfg, info))
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename; the file
-/// gets the mode of any new file (0644 under umask 022), not tempfile's 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = saliency::output_file::temp_file_beside(dir, ".tmp-", "")
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
-}
-
-/// `metrics.csv` text of the history.
-pub fn metrics_csv(history: &[EpochRow]) -> String {
-    let mut s = String::from(
-        "epoch,lr,train_loss,train_accuracy,val_accuracy,val_many,val_medium,val_few,val_macro_f1,val_balanced_accuracy,seconds\n",
-    );
-    for r in history {
-        s.push_str(&format!(
-            "{},{:e},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.2}\n",
-            r.epoch,
-            r.lr,
-            r.train_loss,
-            r.train_accuracy,
-            r.val_accuracy,
-            r.val_many,
-            r.val_medium,
-            r.val_few,
-            r.val_macro_f1,
-            r.val_balanced_accuracy,
-            r.seconds
-        ));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn civil_time_table() {
-        for (secs, want) in [
-            (0, (1970, 1, 1, 0, 0, 0)),
-            (951_782_400, (2000, 2, 29, 0, 0, 0)),
-            (1_700_000_000, (2023, 11, 14, 22, 13, 20)),
-            (4_102_444_799, (2099, 12, 31, 23, 59, 59)),
-        ] {
-            assert_eq!(civil_time(secs), want, "{secs}");
-        }
+    fn folder_timestamp_is_compact_utc() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400 + 3_723);
+        assert_eq!(
+            utc_stamps(t),
+            (
+                "20000229-010203".to_string(),
+                "2000-02-29T01:02:03Z".to_string()
+            )
+        );
     }
 }

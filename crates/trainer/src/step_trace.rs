@@ -100,7 +100,8 @@ impl Trace {
     /// Writes the trace as pretty JSON (through a temporary file).
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        crate::run_dir::write_atomic(path, text.as_bytes())
+        crate::atomic_file::write_atomic(path, text.as_bytes())?;
+        Ok(())
     }
 }
 

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use dataset::Group::{self, Few, Many, Medium};
 use image::RgbImage;
+use trainer::epoch_record::EpochRecord;
 use trainer::metrics::{argmax_rows, evaluate, evaluate_probabilities, EvalMetrics};
-use trainer::plots::{plot_confusion, plot_curves, EpochRecord};
+use trainer::plots::{plot_confusion, plot_curves};
 use trainer::report::{
     read_predictions_csv, read_predictions_csv_full, read_report, write_predictions_csv,
     write_report, ReportContext, ReportError, REPORT_SCHEMA_VERSION,
@@ -270,6 +271,7 @@ fn epochs(n: usize) -> Vec<EpochRecord> {
                 val_medium: 0.2 + 0.5 * t,
                 val_few: 0.05 + 0.4 * t,
                 val_macro_f1: 0.2 + 0.45 * t,
+                val_balanced_accuracy: 0.25 + 0.5 * t,
                 seconds: 12.5,
             }
         })
@@ -329,7 +331,7 @@ fn epoch_record_csv_round_trip() {
     let bytes = w.into_inner().unwrap();
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.starts_with(
-        "epoch,lr,train_loss,train_accuracy,val_accuracy,val_many,val_medium,val_few,val_macro_f1,seconds\n"
+        "epoch,lr,train_loss,train_accuracy,val_accuracy,val_many,val_medium,val_few,val_macro_f1,val_balanced_accuracy,seconds\n"
     ));
     let back: Vec<EpochRecord> = csv::Reader::from_reader(text.as_bytes())
         .deserialize()

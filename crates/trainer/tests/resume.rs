@@ -109,7 +109,7 @@ fn killed_and_resumed_run_is_bit_identical() {
     let (t, _) = trainer::checkpoint::load(&ckpt, &candle_core::Device::Cpu).unwrap();
     let e = format!(
         "{:#}",
-        trainer::train::load_query(&net, &t, "ckpt").unwrap_err()
+        trainer::evaluate_run::load_query(&net, &t, "ckpt").unwrap_err()
     );
     assert!(e.contains("cls_token") && e.contains("pos_embed"), "{e}");
 }

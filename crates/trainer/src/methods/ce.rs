@@ -7,8 +7,8 @@ use super::{StepContext, StepOutput};
 
 /// One cross-entropy step on the loader's single baseline batch.
 pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
-    let batch = &step.batches[0];
-    let images = batch.views[0].images.to_device(ctx.device)?;
+    let batch = step.single()?;
+    let images = batch.single_view()?.images.to_device(ctx.device)?;
     let labels = batch.labels.to_device(ctx.device)?;
     let f = ctx.query.encoder().forward_t(&images, true)?;
     let logits = ctx.query.classify(&f)?;

@@ -8,6 +8,7 @@
 //!   mixed patch-wise with the lesion-aware ratio `(B, N)`, then PaCo.
 
 pub mod ce;
+pub mod keys;
 pub mod paco;
 pub mod spmix;
 

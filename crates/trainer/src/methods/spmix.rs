@@ -8,97 +8,69 @@
 //! momentum network (EMA-updated first) on the key views mixed with their own ratio, or the query
 //! encoder itself (`shared`, whose key logits join the anchors). Loss: PaCo over `[q; k; queue]`.
 
-use candle_core::{ModuleT, Tensor};
-use dataset::loader::{LoadedBatch, LoadedStep as Step};
+use candle_core::Tensor;
+use dataset::loader::{LoadedStep as Step, ViewBatch};
 use dataset::sampler::derive_seed;
 
-use super::{l2_normalize, paco_loss, uses_ema, MixRatios, StepContext, StepOutput};
+use super::keys::key_branch;
+use super::{l2_normalize, MixRatios, StepContext, StepOutput};
 use crate::config::Foreground;
 
 /// Seed tag of the ratio noise, so it never collides with the loader's streams.
 const TAG_RATIO: u64 = 0x0053_504d_4958;
 
-/// One SPMix step on a SPMix-mode loader step (`[instance, class-balanced]` x `[query, key]`).
+/// One SPMix step on a SPMix-mode loader step (instance and class-balanced batches, query and
+/// key views each).
 pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
-    let (inst, bal) = (&step.batches[0], &step.batches[1]);
+    let batches = step.spmix()?;
     let (fg, bg) = match ctx.cfg.mix.foreground {
-        Foreground::Balanced => (bal, inst),
-        Foreground::Instance => (inst, bal),
+        Foreground::Balanced => (batches.balanced, batches.instance),
+        Foreground::Instance => (batches.instance, batches.balanced),
     };
+    let (fg_views, bg_views) = (fg.view_pair()?, bg.view_pair()?);
     let y = fg.labels.to_device(ctx.device)?;
     let enc = ctx.query.encoder();
 
-    let rq = ratio(ctx, fg, bg, 0)?;
+    let rq = ratio(ctx, fg_views.query, bg_views.query, View::Query)?;
     let tq = patchmix::patch_mix(
-        &enc.embed_t(&images(ctx, fg, 0)?, true)?,
-        &enc.embed_t(&images(ctx, bg, 0)?, true)?,
+        &enc.embed_t(&fg_views.query.images.to_device(ctx.device)?, true)?,
+        &enc.embed_t(&bg_views.query.images.to_device(ctx.device)?, true)?,
         &rq,
     )?;
     let fq = enc.encode(&tq)?;
     let (q, logits) = ctx.query.heads_t(&fq, true)?;
     let q = l2_normalize(&q)?;
 
-    let rk = ratio(ctx, fg, bg, 1)?;
-    if uses_ema(ctx.cfg) {
-        let key = ctx
-            .key
-            .ok_or_else(|| anyhow::anyhow!("EMA key network missing"))?;
-        key.ema_update(ctx.query, ctx.cfg.method.momentum)?;
-        let tk = patchmix::patch_mix(
-            &key.embed_t(&images(ctx, fg, 1)?, true)?,
-            &key.embed_t(&images(ctx, bg, 1)?, true)?,
+    let rk = ratio(ctx, fg_views.key, bg_views.key, View::Key)?;
+    let keys = key_branch(ctx, &q, &logits, &y, |embedder| {
+        Ok(patchmix::patch_mix(
+            &embedder.embed(&fg_views.key.images.to_device(ctx.device)?)?,
+            &embedder.embed(&bg_views.key.images.to_device(ctx.device)?)?,
             &rk,
-        )?;
-        let k = l2_normalize(&key.keys_from_tokens_t(&tk, true)?)?;
-        let loss = paco_loss(ctx, &q, &k, &logits, &y)?;
-        Ok(StepOutput {
-            loss,
-            logits,
-            labels: y.clone(),
-            enqueue: Some((k, y)),
-            ratios: Some(MixRatios { query: rq, key: rk }),
-        })
-    } else {
-        let tk = patchmix::patch_mix(
-            &enc.embed_t(&images(ctx, fg, 1)?, true)?,
-            &enc.embed_t(&images(ctx, bg, 1)?, true)?,
-            &rk,
-        )?;
-        let fk = enc.encode(&tk)?;
-        let k = l2_normalize(&ctx.query.projector().forward_t(&fk, true)?)?;
-        let z = Tensor::cat(&[&logits, &ctx.query.classify(&fk)?], 0)?;
-        let loss = paco_loss(ctx, &q, &k, &z, &y)?;
-        Ok(StepOutput {
-            loss,
-            logits,
-            labels: y.clone(),
-            enqueue: Some((k.detach(), y)),
-            ratios: Some(MixRatios { query: rq, key: rk }),
-        })
-    }
+        )?)
+    })?;
+    Ok(StepOutput {
+        loss: keys.loss,
+        logits,
+        labels: y.clone(),
+        enqueue: Some((keys.keys, y)),
+        ratios: Some(MixRatios { query: rq, key: rk }),
+    })
 }
 
-fn images(ctx: &StepContext, b: &LoadedBatch, view: usize) -> anyhow::Result<Tensor> {
-    Ok(b.views[view].images.to_device(ctx.device)?)
+/// Which view a ratio is drawn for (part of its noise seed).
+#[derive(Debug, Clone, Copy)]
+enum View {
+    Query = 0,
+    Key = 1,
 }
 
-/// `(B, N)` ratio of view `view` from the two batches' saliency; the noise seed derives from
-/// (seed, epoch, step, view) so a resumed run draws the same noise.
-fn ratio(
-    ctx: &StepContext,
-    fg: &LoadedBatch,
-    bg: &LoadedBatch,
-    view: usize,
-) -> anyhow::Result<Tensor> {
-    let seed = derive_seed(&[
-        ctx.cfg.run.seed,
-        TAG_RATIO,
-        ctx.epoch as u64,
-        ctx.step as u64,
-        view as u64,
-    ]);
-    let sf = fg.views[view].saliency.to_device(ctx.device)?;
-    let sb = bg.views[view].saliency.to_device(ctx.device)?;
+/// `(B, N)` ratio of one view from the two batches' saliency `(B, 1, S, S)`; the noise seed
+/// derives from (seed, epoch, step, view) so a resumed run draws the same noise.
+fn ratio(ctx: &StepContext, fg: &ViewBatch, bg: &ViewBatch, view: View) -> anyhow::Result<Tensor> {
+    let seed = ratio_seed(ctx.cfg.run.seed, ctx.epoch, ctx.step, view as usize);
+    let sf = fg.saliency.to_device(ctx.device)?;
+    let sb = bg.saliency.to_device(ctx.device)?;
     Ok(patchmix::mixing_ratio(
         ctx.cfg.mix.ratio_mode(),
         &sf,
@@ -106,4 +78,10 @@ fn ratio(
         &ctx.cfg.mix.ratio_config(),
         seed,
     )?)
+}
+
+/// Seed of the ratio noise of view `view` (0 query, 1 key) in step `step` (0-based, within the
+/// epoch) of epoch `epoch` (0-based) of a run seeded `run_seed`; `trainer visualize` draws with it.
+pub fn ratio_seed(run_seed: u64, epoch: usize, step: usize, view: usize) -> u64 {
+    derive_seed(&[run_seed, TAG_RATIO, epoch as u64, step as u64, view as u64])
 }
