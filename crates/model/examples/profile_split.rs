@@ -1,6 +1,6 @@
 //! Where the CPU forward + backward time of the full Hybrid-ViT goes (batch 2, train mode):
 //! trunk (+ 1x1 projection) vs transformer, forward vs backward, and each k>1 conv shape of the
-//! trunk through candle's `conv2d` vs im2col + gemm ([`model::im2col`]).
+//! trunk through candle's `conv2d` vs im2col + gemm ([`ops::im2col`]).
 //!
 //! ```text
 //! cargo run --release -p model --example profile_split [model|conv|all]   # ITERS=3 timed steps
@@ -115,7 +115,7 @@ fn main() -> anyhow::Result<()> {
             let cfb = time(iters, || {
                 x.conv2d(&w, p, s, 1, 1)?.sum_all()?.backward().map(drop)
             })?;
-            let f = |x: &Tensor, w: &Tensor| model::im2col::conv2d_im2col(x, w, s, p);
+            let f = |x: &Tensor, w: &Tensor| ops::im2col::conv2d_im2col(x, w, s, p);
             let imf = time(iters, || f(&x, &w).map(drop))?;
             let imfb = time(iters, || f(&x, &w)?.sum_all()?.backward().map(drop))?;
             tc += cfb * cnt as f64;

@@ -11,7 +11,8 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{BatchNorm, Init, VarBuilder};
 
 use crate::config::{Arch, ModelConfig};
-use crate::layers::{batch_norm, pytorch_default_init, Linear};
+use crate::layers::{pytorch_default_init, Linear};
+use ops::batch_norm::batch_norm;
 
 /// MLP head of Linear/BatchNorm1d/ReLU layers: `(B, dims[0])` -> `(B, dims[last])`.
 #[derive(Debug, Clone)]

@@ -1,19 +1,18 @@
 //! Small layers with gradients everywhere (candle 0.11's fused LayerNorm has no backward).
 //!
 //! - [`Linear`]: `(.., in)` -> `(.., out)`, weight `(out, in)` as PyTorch stores it; one graph
-//!   node on the CPU ([`crate::linear`]).
-//! - [`LayerNorm`]: `(.., C)` -> `(.., C)`, fused CPU kernels ([`crate::layer_norm`]) or
+//!   node on the CPU ([`ops::linear`]).
+//! - [`LayerNorm`]: `(.., C)` -> `(.., C)`, fused CPU kernels ([`ops::layer_norm`]) or
 //!   composed from primitive ops elsewhere, so it has a backward.
 //! - [`Conv2d`]: `(B, Cin, H, W)` -> `(B, Cout, H', W')`, no bias unless built with one;
-//!   on the CPU im2col + gemm ([`crate::im2col`], 1x1 stride-1 convs without the unfold),
+//!   on the CPU im2col + gemm ([`ops::im2col`], 1x1 stride-1 convs without the unfold),
 //!   elsewhere one matmul for 1x1 stride-1 convs and candle's conv otherwise; both have far
 //!   faster backwards than candle's CPU conv.
-//! - [`batch_norm`]: candle's BatchNorm (ModuleT), PyTorch's eps 1e-5 and momentum 0.1.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
-use crate::im2col::conv2d_im2col;
+use ops::im2col::conv2d_im2col;
 
 /// PyTorch's default init of `nn.Linear` and `nn.Conv2d` weights (and biases):
 /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, `fan_in` = inputs per output (`cin k k` for a conv).
@@ -77,10 +76,10 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
             return match &self.bias {
-                Some(b) => crate::linear::linear(x, &self.weight, b),
+                Some(b) => ops::linear::linear(x, &self.weight, b),
                 None => {
                     let zero = Tensor::zeros(self.weight.dim(0)?, x.dtype(), x.device())?;
-                    crate::linear::linear(x, &self.weight, &zero)
+                    ops::linear::linear(x, &self.weight, &zero)
                 }
             };
         }
@@ -120,7 +119,7 @@ impl LayerNorm {
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == DType::F32 {
-            return crate::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps);
+            return ops::layer_norm::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
         // Composed ops (like candle_nn::ops::layer_norm_slow) so that gradients flow.
         let mean = x.mean_keepdim(D::Minus1)?;
@@ -227,34 +226,6 @@ impl Module for Conv2d {
             None => Ok(y),
         }
     }
-}
-
-/// PyTorch-default BatchNorm (eps 1e-5, momentum 0.1) over dim 1 of `(B, C, ..)`; `affine`
-/// adds `weight`/`bias`. Running stats are `running_mean`/`running_var` in the VarMap and are
-/// updated in train mode with the unbiased batch variance, as PyTorch does.
-pub fn batch_norm(num_features: usize, affine: bool, vb: VarBuilder) -> Result<BatchNorm> {
-    let cfg = BatchNormConfig {
-        eps: 1e-5,
-        remove_mean: true,
-        affine,
-        momentum: 0.1,
-    };
-    candle_nn::batch_norm(num_features, cfg, vb)
-}
-
-/// An affine BatchNorm (eps 1e-5, momentum 0.1) whose weight starts at `weight` instead of 1:
-/// timm's ResNet zero-initialises the last BatchNorm of each bottleneck (`zero_init_last`), so
-/// that every residual block starts as its shortcut.
-pub fn batch_norm_with_weight(
-    num_features: usize,
-    weight: f64,
-    vb: VarBuilder,
-) -> Result<BatchNorm> {
-    let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
-    let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
-    let w = vb.get_with_hints(num_features, "weight", Init::Const(weight))?;
-    let b = vb.get_with_hints(num_features, "bias", Init::Const(0.0))?;
-    BatchNorm::new(num_features, running_mean, running_var, w, b, 1e-5)
 }
 
 /// True for the names of BatchNorm running statistics (kept in the VarMap, never trained).

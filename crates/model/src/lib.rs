@@ -19,27 +19,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod activation;
-pub mod attention;
-pub mod avg_pool;
-pub mod batch_norm;
 pub mod config;
-mod cpu_slice;
 pub mod encoder;
 pub mod error;
-pub mod fast_math;
 pub mod heads;
-pub mod im2col;
 pub mod init;
-pub mod layer_norm;
 pub mod layers;
-pub mod linear;
 pub mod loading;
-pub mod matmul;
-pub mod max_pool;
 pub mod momentum;
 pub mod network;
-pub mod residual;
 pub mod resnet;
 pub mod resnet50;
 pub mod vit;

@@ -13,12 +13,12 @@
 use candle_core::{DType, Module, ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::avg_pool::avg_pool_2x2_ceil;
-use crate::batch_norm::BatchNorm2d;
 use crate::config::ModelConfig;
 use crate::layers::Conv2d;
-use crate::max_pool::stem_max_pool;
-use crate::residual::add_relu;
+use ops::avg_pool::avg_pool_2x2_ceil;
+use ops::batch_norm::BatchNorm2d;
+use ops::max_pool::stem_max_pool;
+use ops::residual::add_relu;
 
 /// Conv (no bias) followed by BatchNorm.
 #[derive(Debug, Clone)]

@@ -14,11 +14,11 @@
 use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use crate::activation::{gelu_erf, softmax_last_dim};
-use crate::attention::self_attention;
 use crate::config::ModelConfig;
 use crate::layers::{pytorch_default_init, Conv2d, LayerNorm, Linear};
 use crate::resnet::ResNetTrunk;
+use ops::activation::{gelu_erf, softmax_last_dim};
+use ops::attention::self_attention;
 
 /// timm's LayerNorm eps for ViTs.
 const LN_EPS: f64 = 1e-6;

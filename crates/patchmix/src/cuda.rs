@@ -8,38 +8,29 @@
 //! most an H100 SM holds) and the kernels loop over the remaining rows.
 //! Ratio kernel: one block per sample, one warp per patch, both views in shared memory.
 
+use crate::checks::contiguous_range;
 use crate::error::{PatchMixError, Result};
-use crate::ratio::{Grid, RatioConfig};
+use crate::ratio_config::{Grid, RatioConfig};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaView, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
 };
-use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, Device, Layout, Shape, Tensor};
-use std::sync::OnceLock;
+use ops::nvrtc::NvrtcModule;
 
 /// The CUDA C++ source of every kernel of this crate.
 pub const KERNELS_CU: &str = include_str!("kernels.cu");
-const MODULE: &str = "patchmix";
+/// [`KERNELS_CU`], compiled once per process (NVRTC names the file `patchmix.cu`).
+static KERNELS: NvrtcModule = NvrtcModule::new("patchmix", KERNELS_CU);
 const BLOCK: u32 = 256;
 const BLOCKS_PER_SM: u32 = 8;
 
 /// Compiles [`KERNELS_CU`] with NVRTC (once per process) and returns the PTX text. Needs only
 /// libnvrtc, not a device, so it is testable on a machine without a GPU.
 pub fn compile_kernels() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    let r = PTX.get_or_init(|| {
-        let opts = CompileOptions {
-            name: Some("patchmix.cu".into()),
-            ..Default::default()
-        };
-        compile_ptx_with_opts(KERNELS_CU, opts)
-            .map(|ptx| ptx.to_src())
-            .map_err(|e| format!("{e:?}"))
-    });
-    r.as_deref().map_err(|reason| PatchMixError::Cuda {
+    KERNELS.ptx().map_err(|e| PatchMixError::Cuda {
         kernel: "patchmix.cu (NVRTC compile)".into(),
-        reason: reason.clone(),
+        reason: e.log,
     })
 }
 
@@ -52,10 +43,9 @@ pub fn cuda_device(ordinal: usize) -> Result<Device> {
 }
 
 fn func(dev: &CudaDevice, name: &str) -> candle_core::Result<CudaFunction> {
-    let ptx = compile_kernels()?;
-    Ok(dev
-        .get_or_load_custom_func(name, MODULE, ptx)?
-        .into_cuda_function())
+    // A compile failure as this crate's error, naming the source file.
+    compile_kernels()?;
+    KERNELS.function(dev, name)
 }
 
 /// Blocks for `rows` rows at 8 rows (warps) per block, capped to fill the device once.
@@ -140,9 +130,9 @@ pub(crate) fn mix_fwd(
     l3: &Layout,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     const OP: &str = "patchmix-fwd";
-    let (o1, e1) = crate::mix::contiguous_range(OP, "fg", l1)?;
-    let (o2, _) = crate::mix::contiguous_range(OP, "bg", l2)?;
-    let (o3, _) = crate::mix::contiguous_range(OP, "ratio", l3)?;
+    let (o1, e1) = contiguous_range(OP, "fg", l1)?;
+    let (o2, _) = contiguous_range(OP, "bg", l2)?;
+    let (o3, _) = contiguous_range(OP, "ratio", l3)?;
     let c = *l1.dims().last().unwrap_or(&1);
     let len = e1 - o1;
     let rows = if c == 0 { 0 } else { len / c };
@@ -206,11 +196,11 @@ pub(crate) fn mix_bwd(
     ratio: &Tensor,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     const OP: &str = "patchmix-bwd";
-    let (o1, e1) = crate::mix::contiguous_range(OP, "fg", l1)?;
-    let (o2, _) = crate::mix::contiguous_range(OP, "bg", l2)?;
-    let (o3, _) = crate::mix::contiguous_range(OP, "grad", l3)?;
+    let (o1, e1) = contiguous_range(OP, "fg", l1)?;
+    let (o2, _) = contiguous_range(OP, "bg", l2)?;
+    let (o3, _) = contiguous_range(OP, "grad", l3)?;
     let (rs, rl) = ratio.storage_and_layout();
-    let (or, er) = crate::mix::contiguous_range(OP, "ratio", rl)?;
+    let (or, er) = contiguous_range(OP, "ratio", rl)?;
     let rs = match &*rs {
         candle_core::Storage::Cuda(s) => s,
         _ => {
@@ -305,8 +295,8 @@ pub(crate) fn ratio_fwd(
     seed: u64,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     const OP: &str = "patchmix-ratio";
-    let (o1, _) = crate::mix::contiguous_range(OP, "sal_fg", l1)?;
-    let (o2, _) = crate::mix::contiguous_range(OP, "sal_bg", l2)?;
+    let (o1, _) = contiguous_range(OP, "sal_fg", l1)?;
+    let (o2, _) = contiguous_range(OP, "sal_bg", l2)?;
     let (batch, _, h, w) = l1.shape().dims4()?;
     let g = Grid::new(h, w, cfg.patch);
     let np = g.np();

@@ -23,11 +23,8 @@ pub enum PatchMixError {
     },
     /// The custom op was applied directly to a strided (non-contiguous) tensor. The public
     /// functions make their inputs contiguous first; `apply_op*` callers must do the same.
-    #[error("{op}: tensor `{tensor}` is not contiguous; call `.contiguous()` first")]
-    NotContiguous {
-        op: &'static str,
-        tensor: &'static str,
-    },
+    #[error(transparent)]
+    NotContiguous(#[from] ops::cpu_slice::NotContiguous),
     /// The tensors live on different devices.
     #[error("{op}: tensor `{tensor}` is on {got:?} but `{other}` is on {expected:?}")]
     Device {
@@ -60,6 +57,21 @@ impl From<PatchMixError> for candle_core::Error {
         match e {
             PatchMixError::Candle(e) => e,
             other => candle_core::Error::wrap(other),
+        }
+    }
+}
+
+impl PatchMixError {
+    /// A [`PatchMixError::Param`] error for parameter `name` set to `value`.
+    pub(crate) fn param(
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: &'static str,
+    ) -> Self {
+        PatchMixError::Param {
+            name,
+            value: value.to_string(),
+            reason,
         }
     }
 }

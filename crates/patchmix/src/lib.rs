@@ -11,6 +11,12 @@
 //! Dtypes f32, bf16, f16 (arithmetic in f32) on both devices; f64 on the CPU. Seeded noise comes
 //! from a counter-based hash ([`noise`]), so CPU and CUDA draw the same numbers.
 //!
+//! Modules depend on each other in one direction (a DAG): `ratio` and `mix` (the ops and their
+//! CPU kernels) call `cuda` (their CUDA launches); all three use `checks` (shared argument
+//! checks) and `error`; `ratio`, `cuda` and `reference` read `ratio_config`; `ratio` and
+//! `reference` draw from `noise`; nothing calls back up. Slices, buffers and the NVRTC cache are
+//! the `ops` crate's.
+//!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
 //! use patchmix::{lesion_aware_ratio, patch_mix, RatioConfig};
@@ -26,7 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod alloc;
+mod checks;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod elem;
@@ -34,14 +40,16 @@ mod error;
 mod mix;
 pub mod noise;
 mod ratio;
+mod ratio_config;
 pub mod reference;
 
 pub use error::{PatchMixError, Result};
 pub use mix::{patch_mix, patch_mix_backward, PatchMix, PatchMixBackward};
 pub use ratio::{
     constant_ratio, lesion_aware_ratio, mixing_ratio, random_patch_ratio, random_sample_ratio,
-    sample_scalar_ratio, LesionRatio, RatioConfig, RatioMode,
+    sample_scalar_ratio, LesionRatio, RatioMode,
 };
+pub use ratio_config::RatioConfig;
 
 /// Opens CUDA device `ordinal`, or returns [`PatchMixError::NoCudaDevice`] saying why not
 /// (no GPU or driver, or this crate built without its `cuda` feature).

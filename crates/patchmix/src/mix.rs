@@ -6,10 +6,11 @@
 //! Dtypes: f32, bf16, f16 (arithmetic in f32, one rounding at the store) on CPU and CUDA, and
 //! f64 on the CPU (for finite-difference checks).
 
+use crate::checks::{check_dtype, contiguous_range, dtype_error};
 use crate::elem::Elem;
 use crate::error::{PatchMixError, Result};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -113,28 +114,6 @@ fn check_mix_args(
         }
     }
     Ok((b, n, c))
-}
-
-pub(crate) fn check_dtype(op: &'static str, tensor: &'static str, dt: DType) -> Result<()> {
-    match dt {
-        DType::F32 | DType::BF16 | DType::F16 | DType::F64 => Ok(()),
-        got => Err(PatchMixError::DType {
-            op,
-            tensor,
-            got,
-            expected: "f32, bf16, f16 (or f64 on the CPU)".into(),
-        }),
-    }
-}
-
-/// Contiguous `[start, end)` of a layout, or the op's NotContiguous error.
-pub(crate) fn contiguous_range(
-    op: &'static str,
-    tensor: &'static str,
-    l: &Layout,
-) -> Result<(usize, usize)> {
-    l.contiguous_offsets()
-        .ok_or(PatchMixError::NotContiguous { op, tensor })
 }
 
 /// The forward custom op: (fg (B,N,C), bg (B,N,C), ratio (B,N)) -> (B,N,C). Inputs must be
@@ -322,17 +301,6 @@ impl CustomOp3 for PatchMixBackward {
     }
 }
 
-pub(crate) fn dtype_error(op: &'static str, a: DType, b: DType, c: DType) -> PatchMixError {
-    PatchMixError::DType {
-        op,
-        tensor: "fg/bg/third input",
-        got: a,
-        expected: format!(
-            "one of f32, bf16, f16, f64 shared by all inputs (got {a:?}, {b:?}, {c:?})"
-        ),
-    }
-}
-
 /// Rows per rayon task for rows of `c` elements.
 #[inline]
 fn rows_per_task(c: usize) -> usize {
@@ -343,7 +311,7 @@ fn rows_per_task(c: usize) -> usize {
 /// compiler vectorises (for f32/f64; half types convert per element).
 pub(crate) fn mix_fwd_cpu<T: Elem>(fg: &[T], bg: &[T], ratio: &[T], c: usize) -> Vec<T> {
     let len = fg.len();
-    let mut out: Vec<T> = crate::alloc::output_buffer(len);
+    let mut out: Vec<T> = ops::buffer::output_buffer(len);
     if len == 0 || c == 0 {
         return out;
     }
@@ -384,7 +352,7 @@ pub(crate) fn mix_bwd_cpu<T: Elem>(
     let len = fg.len();
     let rows = ratio.len();
     let total = 2 * len + rows;
-    let mut out: Vec<T> = crate::alloc::output_buffer(total);
+    let mut out: Vec<T> = ops::buffer::output_buffer(total);
     if c == 0 {
         // Rows of zero channels: d_fg, d_bg are empty and d_r is a sum over nothing.
         out.extend(std::iter::repeat_n(T::from_acc(T::ZERO), rows));

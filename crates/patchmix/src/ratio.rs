@@ -13,69 +13,17 @@
 //! `u` is the counter-based generator of [`crate::noise`], so the same seed gives the same
 //! ratios on the CPU and on CUDA. Use a fresh seed per step and per view pair.
 
+use crate::checks::{check_dtype, contiguous_range, dtype_error};
 use crate::elem::Elem;
 use crate::error::{PatchMixError, Result};
-use crate::mix::contiguous_range;
 use crate::noise::{
     sample_key, uniform, uniform_at, STREAM_BG, STREAM_FG, STREAM_PATCH, STREAM_SAMPLE,
 };
+use crate::ratio_config::{Grid, RatioConfig};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
-
-/// Parameters of the lesion-aware ratio. Defaults are the paper's: P = 16, a = 0.5, floor 0.5,
-/// alpha 0.8.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RatioConfig {
-    /// Patch side P in pixels (16 for a ViT-/16 at 224 px -> 14 x 14 patches).
-    pub patch: usize,
-    /// Noise amplitude a: per-pixel noise is uniform in [-a, a) (saliency units, i.e. after
-    /// normalisation with mean 0.144 / std 0.137).
-    pub noise: f32,
-    /// Lower end of the per-view score range [floor, 1].
-    pub floor: f32,
-    /// Upper clip of the merged ratio.
-    pub alpha: f32,
-}
-
-impl Default for RatioConfig {
-    fn default() -> Self {
-        Self {
-            patch: 16,
-            noise: 0.5,
-            floor: 0.5,
-            alpha: 0.8,
-        }
-    }
-}
-
-impl RatioConfig {
-    /// Checks 0 < patch, 0 <= noise (finite), 0 <= floor <= alpha <= 1.
-    pub fn validate(&self) -> Result<()> {
-        if self.patch == 0 {
-            return Err(param("patch", self.patch, "must be at least 1 pixel"));
-        }
-        if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return Err(param("noise", self.noise, "must be finite and >= 0"));
-        }
-        if !(0.0..=1.0).contains(&self.floor) {
-            return Err(param("floor", self.floor, "must lie in [0, 1]"));
-        }
-        if !(self.floor..=1.0).contains(&self.alpha) {
-            return Err(param("alpha", self.alpha, "must lie in [floor, 1]"));
-        }
-        Ok(())
-    }
-}
-
-fn param(name: &'static str, value: impl std::fmt::Display, reason: &'static str) -> PatchMixError {
-    PatchMixError::Param {
-        name,
-        value: value.to_string(),
-        reason,
-    }
-}
 
 /// Which mixing ratio a training run uses (the rows of the paper's Table 2 ablation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -198,7 +146,11 @@ pub fn random_sample_ratio(
 /// patches: `lambdas` (B) -> (B, N).
 pub fn constant_ratio(lambdas: &[f32], n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     if let Some(bad) = lambdas.iter().find(|l| !(0.0..=1.0).contains(*l)) {
-        return Err(param("lambdas", bad, "every ratio must lie in [0, 1]"));
+        return Err(PatchMixError::param(
+            "lambdas",
+            bad,
+            "every ratio must lie in [0, 1]",
+        ));
     }
     let v: Vec<f32> = lambdas
         .iter()
@@ -209,10 +161,10 @@ pub fn constant_ratio(lambdas: &[f32], n: usize, dtype: DType, device: &Device) 
 
 fn check_range(lo: f32, hi: f32) -> Result<()> {
     if !(0.0..=1.0).contains(&lo) {
-        return Err(param("floor", lo, "must lie in [0, 1]"));
+        return Err(PatchMixError::param("floor", lo, "must lie in [0, 1]"));
     }
     if !(lo..=1.0).contains(&hi) {
-        return Err(param("alpha", hi, "must lie in [floor, 1]"));
+        return Err(PatchMixError::param("alpha", hi, "must lie in [floor, 1]"));
     }
     Ok(())
 }
@@ -248,7 +200,7 @@ fn check_ratio_args(sal_fg: &Tensor, sal_bg: &Tensor, cfg: &RatioConfig) -> Resu
             expected: format!("H and W at least the patch size {}", cfg.patch),
         });
     }
-    crate::mix::check_dtype(OP, "sal_fg", sal_fg.dtype())?;
+    check_dtype(OP, "sal_fg", sal_fg.dtype())?;
     if sal_bg.dtype() != sal_fg.dtype() {
         return Err(PatchMixError::DType {
             op: OP,
@@ -329,9 +281,7 @@ impl CustomOp2 for LesionRatio {
                 &self.cfg,
                 self.seed,
             )),
-            _ => {
-                return Err(crate::mix::dtype_error(OP, s1.dtype(), s2.dtype(), s2.dtype()).into())
-            }
+            _ => return Err(dtype_error(OP, s1.dtype(), s2.dtype(), s2.dtype()).into()),
         };
         Ok((out, Shape::from((b, g.np()))))
     }
@@ -352,31 +302,6 @@ impl CustomOp2 for LesionRatio {
             let _ = (s1, l1, s2, l2);
             Err(crate::error::no_cuda_feature().into())
         }
-    }
-}
-
-/// Image and patch-grid sizes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Grid {
-    pub h: usize,
-    pub w: usize,
-    pub p: usize,
-    pub hp: usize,
-    pub wp: usize,
-}
-
-impl Grid {
-    pub(crate) fn new(h: usize, w: usize, p: usize) -> Self {
-        Self {
-            h,
-            w,
-            p,
-            hp: h / p,
-            wp: w / p,
-        }
-    }
-    pub(crate) fn np(&self) -> usize {
-        self.hp * self.wp
     }
 }
 

@@ -5,7 +5,7 @@
 //! Shapes as in the fused ops: tokens (B, N, C), ratios (B, N), saliency (B, 1, H, W).
 
 use crate::noise::{sample_key, uniform_at};
-use crate::ratio::RatioConfig;
+use crate::ratio_config::RatioConfig;
 use candle_core::{DType, Device, Result, Tensor};
 
 /// `r * fg + (1 - r) * bg` with `r` (B, N) broadcast over C, from candle ops (autograd works).

@@ -16,25 +16,7 @@ pub fn load(name: &str) -> HashMap<String, Tensor> {
     model::loading::read_safetensors(fixture(name)).expect("fixture readable")
 }
 
-/// max |got - want| / max |want| (0 when both are zero).
+/// max |got - want| / max |want| (0 when both are zero); panics on a shape mismatch.
 pub fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "shape mismatch");
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap();
-    let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-    let (d, s) = (
-        diff.to_scalar::<f32>().unwrap(),
-        scale.to_scalar::<f32>().unwrap(),
-    );
-    if s == 0.0 {
-        d
-    } else {
-        d / s
-    }
+    ops::compare::rel_err(got, want).expect("comparable tensors")
 }

@@ -11,16 +11,17 @@
 //! ```
 //! use candle_core::{Device, Tensor};
 //! let x = Tensor::new(&[[0f32, 1f32.ln()], [2f32.ln(), 0.]], &Device::Cpu)?;
-//! let p = model::activation::softmax_last_dim(&x)?.flatten_all()?.to_vec1::<f32>()?;
+//! let p = ops::activation::softmax_last_dim(&x)?.flatten_all()?.to_vec1::<f32>()?;
 //! for (got, want) in p.iter().zip([0.5, 0.5, 2. / 3., 1. / 3.]) {
 //!     assert!((got - want).abs() < 1e-6);
 //! }
-//! let g = model::activation::gelu_erf(&Tensor::new(&[0f32], &Device::Cpu)?)?;
+//! let g = ops::activation::gelu_erf(&Tensor::new(&[0f32], &Device::Cpu)?)?;
 //! assert_eq!(g.to_vec1::<f32>()?, [0.]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 use crate::fast_math::{erf, exp, sum};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -60,7 +61,7 @@ impl CustomOp1 for GeluErf {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, "gelu_erf: input")?;
+        let x = contiguous(s, l, "gelu_erf", "input")?;
         let mut y = zeroed(x.len(), 0f32);
         y.par_chunks_mut(CHUNK)
             .zip(x.par_chunks(CHUNK))
@@ -94,8 +95,8 @@ impl CustomOp2 for GeluErfBackward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(l1, l2, "gelu_erf backward")?;
-        let x = contiguous(s1, l1, "gelu_erf backward: input")?;
-        let dy = contiguous(s2, l2, "gelu_erf backward: input")?;
+        let x = contiguous(s1, l1, "gelu_erf backward", "input")?;
+        let dy = contiguous(s2, l2, "gelu_erf backward", "gradient")?;
         // 1 / sqrt(2 pi)
         const INV_SQRT_2PI: f32 = 0.398_942_3;
         let mut dx = zeroed(x.len(), 0f32);
@@ -138,7 +139,7 @@ impl CustomOp1 for Softmax {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = l.shape().dims().last().copied().unwrap_or(1);
-        let x = contiguous(s, l, "softmax: input")?;
+        let x = contiguous(s, l, "softmax", "input")?;
         let mut y = zeroed(x.len(), 0f32);
         if d == 0 {
             return Ok((CpuStorage::F32(y), l.shape().clone()));
@@ -183,8 +184,8 @@ impl CustomOp2 for SoftmaxBackward {
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(l1, l2, "softmax backward")?;
         let d = l1.shape().dims().last().copied().unwrap_or(1);
-        let y = contiguous(s1, l1, "softmax backward: input")?;
-        let dy = contiguous(s2, l2, "softmax backward: input")?;
+        let y = contiguous(s1, l1, "softmax backward", "input")?;
+        let dy = contiguous(s2, l2, "softmax backward", "gradient")?;
         let mut dx = zeroed(y.len(), 0f32);
         if d == 0 {
             return Ok((CpuStorage::F32(dx), l1.shape().clone()));

@@ -11,12 +11,13 @@
 //! ```
 //! use candle_core::{Device, Tensor};
 //! let x = Tensor::arange(0f32, 16., &Device::Cpu)?.reshape((1, 1, 4, 4))?;
-//! let y = model::max_pool::stem_max_pool(&x)?;
+//! let y = ops::max_pool::stem_max_pool(&x)?;
 //! assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [5., 7., 13., 15.]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -36,6 +37,40 @@ pub fn stem_max_pool(x: &Tensor) -> Result<Tensor> {
 
 struct StemMaxPool;
 struct StemMaxPoolBackward;
+
+/// The sizes of one pooling, `(B, C, H, W)` -> `(B, C, H', W')` with `ho` = H', `wo` = W'.
+#[derive(Debug, Clone, Copy)]
+struct PoolDims {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl PoolDims {
+    /// The sizes for an input of layout `x` `(B, C, H, W)`.
+    fn of_input(x: &Layout) -> Result<Self> {
+        let (b, c, h, w) = x.shape().dims4()?;
+        let (ho, wo) = (pooled_size(h), pooled_size(w));
+        Ok(Self { b, c, h, w, ho, wo })
+    }
+
+    /// The sizes for the backward's input `x` and output gradient `grad`, which must have the
+    /// pooled shape `(B, C, H', W')`.
+    fn of_backward(x: &Layout, grad: &Layout) -> Result<Self> {
+        let d = Self::of_input(x)?;
+        if grad.shape().dims4()? != (d.b, d.c, d.ho, d.wo) {
+            candle_core::bail!(
+                "stem_max_pool backward: gradient shape {:?} does not match input {:?}",
+                grad.shape(),
+                x.shape()
+            );
+        }
+        Ok(d)
+    }
+}
 
 /// Flat index (within its plane) of the first maximum of output (oh, ow)'s window, if any.
 #[inline]
@@ -68,9 +103,8 @@ impl CustomOp1 for StemMaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = l.shape().dims4()?;
-        let x = contiguous(s, l, "stem_max_pool: input")?;
-        let (ho, wo) = (pooled_size(h), pooled_size(w));
+        let PoolDims { b, c, h, w, ho, wo } = PoolDims::of_input(l)?;
+        let x = contiguous(s, l, "stem_max_pool", "input")?;
         let mut out = zeroed(b * c * ho * wo, 0f32);
         out.par_chunks_mut(ho * wo)
             .zip(x.par_chunks(h * w))
@@ -92,8 +126,7 @@ impl CustomOp1 for StemMaxPool {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (b, c, h, w) = l.shape().dims4()?;
-        let (ho, wo) = (pooled_size(h), pooled_size(w));
+        let PoolDims { b, c, h, w, ho, wo } = PoolDims::of_input(l)?;
         let out = cuda::forward(s, l, b * c, h, w, ho, wo)?;
         Ok((out, Shape::from((b, c, ho, wo))))
     }
@@ -117,17 +150,9 @@ impl CustomOp2 for StemMaxPoolBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = l1.shape().dims4()?;
-        let (ho, wo) = (pooled_size(h), pooled_size(w));
-        if l2.shape().dims4()? != (b, c, ho, wo) {
-            candle_core::bail!(
-                "stem_max_pool backward: gradient shape {:?} does not match input {:?}",
-                l2.shape(),
-                l1.shape()
-            );
-        }
-        let x = contiguous(s1, l1, "stem_max_pool: input")?;
-        let gy = contiguous(s2, l2, "stem_max_pool: gradient")?;
+        let PoolDims { b, c, h, w, ho, wo } = PoolDims::of_backward(l1, l2)?;
+        let x = contiguous(s1, l1, "stem_max_pool", "input")?;
+        let gy = contiguous(s2, l2, "stem_max_pool", "gradient")?;
         let mut gx = zeroed(b * c * h * w, 0f32);
         // One task per plane; each output's gradient goes to its window's first maximum. The
         // outputs are visited in row-major order, the order in which the CUDA kernel (one thread
@@ -153,15 +178,7 @@ impl CustomOp2 for StemMaxPoolBackward {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (b, c, h, w) = l1.shape().dims4()?;
-        let (ho, wo) = (pooled_size(h), pooled_size(w));
-        if l2.shape().dims4()? != (b, c, ho, wo) {
-            candle_core::bail!(
-                "stem_max_pool backward: gradient shape {:?} does not match input {:?}",
-                l2.shape(),
-                l1.shape()
-            );
-        }
+        let PoolDims { b, c, h, w, ho, wo } = PoolDims::of_backward(l1, l2)?;
         let out = cuda::backward(s1, l1, s2, l2, b * c, h, w, ho, wo)?;
         Ok((out, l1.shape().clone()))
     }
@@ -170,14 +187,13 @@ impl CustomOp2 for StemMaxPoolBackward {
 #[cfg(feature = "cuda")]
 mod cuda {
     //! NVRTC-compiled kernels, one thread per output (forward) or per input (backward).
+    use crate::cpu_slice::contiguous_range;
+    use crate::nvrtc::NvrtcModule;
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-    use candle_core::cuda_backend::cudarc::nvrtc::compile_ptx;
+    use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
     use candle_core::cuda_backend::WrapErr;
     use candle_core::{CudaStorage, Layout, Result};
-    use std::sync::OnceLock;
 
-    const MODULE: &str = "spmix_model_stem_max_pool";
     const SRC: &str = r#"
 __device__ __forceinline__ int argmax3x3(const float* p, int h, int w, int oh, int ow) {
     int best = -1; float m = 0.0f;
@@ -220,26 +236,15 @@ extern "C" __global__ void stem_max_pool_bwd(const float* x, const float* gy, fl
 }
 "#;
 
-    fn ptx() -> Result<&'static str> {
-        static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-        PTX.get_or_init(|| {
-            compile_ptx(SRC)
-                .map(|p| p.to_src())
-                .map_err(|e| e.to_string())
-        })
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(format!("nvrtc stem max-pool: {e}")))
-    }
+    static KERNELS: NvrtcModule = NvrtcModule::new("ops_stem_max_pool", SRC);
 
-    fn offset_slice<'a>(
+    fn contiguous_view<'a>(
         s: &'a CudaStorage,
         l: &Layout,
-        what: &str,
-    ) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
-        let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg(format!("stem_max_pool: {what} must be contiguous"))
-        })?;
-        Ok(s.as_cuda_slice::<f32>()?.slice(a..b))
+        tensor: &'static str,
+    ) -> Result<CudaView<'a, f32>> {
+        let range = contiguous_range("stem_max_pool", tensor, l)?;
+        Ok(s.as_cuda_slice::<f32>()?.slice(range))
     }
 
     pub(super) fn forward(
@@ -252,13 +257,14 @@ extern "C" __global__ void stem_max_pool_bwd(const float* x, const float* gy, fl
         wo: usize,
     ) -> Result<CudaStorage> {
         let dev = s.device().clone();
-        let x = offset_slice(s, l, "input")?;
+        let x = contiguous_view(s, l, "input")?;
         let n = planes * ho * wo;
-        let func = dev.get_or_load_custom_func("stem_max_pool_fwd", MODULE, ptx()?)?;
+        let func = KERNELS.function(&dev, "stem_max_pool_fwd")?;
         // SAFETY: every element is written by the kernel.
         let y = unsafe { dev.alloc::<f32>(n)? };
         let (pl, h, w, ho, wo) = (planes as i32, h as i32, w as i32, ho as i32, wo as i32);
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = stream.launch_builder(&func);
         b.arg(&x).arg(&y).arg(&pl).arg(&h).arg(&w).arg(&ho).arg(&wo);
         // SAFETY: arguments match the kernel signature; bounds are checked in the kernel.
         unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }.w()?;
@@ -278,14 +284,15 @@ extern "C" __global__ void stem_max_pool_bwd(const float* x, const float* gy, fl
         wo: usize,
     ) -> Result<CudaStorage> {
         let dev = s1.device().clone();
-        let x = offset_slice(s1, l1, "input")?;
-        let gy = offset_slice(s2, l2, "gradient")?;
+        let x = contiguous_view(s1, l1, "input")?;
+        let gy = contiguous_view(s2, l2, "gradient")?;
         let n = planes * h * w;
-        let func = dev.get_or_load_custom_func("stem_max_pool_bwd", MODULE, ptx()?)?;
+        let func = KERNELS.function(&dev, "stem_max_pool_bwd")?;
         // SAFETY: every element is written by the kernel.
         let gx = unsafe { dev.alloc::<f32>(n)? };
         let (pl, h, w, ho, wo) = (planes as i32, h as i32, w as i32, ho as i32, wo as i32);
-        let mut b = func.builder();
+        let stream = dev.cuda_stream();
+        let mut b = stream.launch_builder(&func);
         b.arg(&x)
             .arg(&gy)
             .arg(&gx)

@@ -6,6 +6,8 @@
 //! baseline x86-64 target). Accuracy, checked against f64 references over dense grids in the
 //! tests: `exp` within 2.5e-7 relative error on [-87, 88]; `erf` within 5e-7 absolute (a
 //! rational form of the same kind as the vectorised f32 erf of Eigen and XLA).
+//!
+//! Shapes: `exp`, `erf` map one f32 to one f32; `sum` reduces a slice to one f32.
 
 /// `e^x` for `x` in about [-87, 88] (clamped there: below, the result is ~1e-38 instead of a
 /// subnormal or 0; NaN stays NaN). Cephes' `expf`: `x = n ln2 + r`, `|r| <= ln2 / 2`, a degree-6

@@ -2,15 +2,12 @@
 //! self-attention) against the candle ops they replace: same outputs and same gradients, f32,
 //! relative error <= 1e-4.
 
-mod common;
-
 use candle_core::{DType, Device, ModuleT, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
-use common::rel_err;
-use model::activation::{gelu_erf, softmax_last_dim};
-use model::batch_norm::BatchNorm2d;
-use model::im2col::conv2d_im2col;
-use model::layer_norm::layer_norm;
+use ops::activation::{gelu_erf, softmax_last_dim};
+use ops::batch_norm::BatchNorm2d;
+use ops::im2col::conv2d_im2col;
+use ops::layer_norm::layer_norm;
 
 const TOL: f32 = 1e-4;
 
@@ -36,7 +33,7 @@ fn run(f: impl Fn(&[Tensor]) -> Tensor, inputs: &[Tensor], r: &Tensor) -> (Tenso
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    let e = rel_err(got, want);
+    let e = ops::compare::rel_err(got, want).unwrap();
     assert!(e <= TOL, "{what}: relative error {e:e} > {TOL:e}");
 }
 
@@ -132,7 +129,7 @@ fn im2col_of_a_non_square_input_matches_a_direct_convolution() {
 fn batch_norms(c: usize) -> (BatchNorm2d, candle_nn::BatchNorm, VarMap, VarMap) {
     let (mut vm, mut vm0) = (VarMap::new(), VarMap::new());
     let bn = BatchNorm2d::new(c, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-    let bn0 = model::layers::batch_norm(
+    let bn0 = ops::batch_norm::batch_norm(
         c,
         true,
         VarBuilder::from_varmap(&vm0, DType::F32, &Device::Cpu),
@@ -308,7 +305,7 @@ fn linear_matches_composed_matmul_and_bias() {
             *out_shape.last_mut().unwrap() = out;
             let r = cast(randn(&out_shape, 1.0));
             let (y, g) = run(
-                |t| model::linear::linear(&t[0], &t[1], &t[2]).unwrap(),
+                |t| ops::linear::linear(&t[0], &t[1], &t[2]).unwrap(),
                 &[x.clone(), w.clone(), b.clone()],
                 &r,
             );
@@ -345,7 +342,7 @@ fn linear_of_a_non_contiguous_weight_and_mismatched_shapes() {
     let b = randn(&[5], 0.5);
     let r = randn(&[4, 5], 1.0);
     let (y, g) = run(
-        |t| model::linear::linear(&t[0], &t[1].t().unwrap(), &t[2]).unwrap(),
+        |t| ops::linear::linear(&t[0], &t[1].t().unwrap(), &t[2]).unwrap(),
         &[x.clone(), wt.clone(), b.clone()],
         &r,
     );
@@ -358,7 +355,7 @@ fn linear_of_a_non_contiguous_weight_and_mismatched_shapes() {
     for (i, name) in ["input", "weight", "bias"].iter().enumerate() {
         assert_close(&format!("transposed weight {name} gradient"), &g[i], &g0[i]);
     }
-    let err = model::linear::linear(&x, &wt, &randn(&[6], 0.5)).unwrap_err();
+    let err = ops::linear::linear(&x, &wt, &randn(&[6], 0.5)).unwrap_err();
     assert!(err.to_string().contains("do not match"), "{err}");
 }
 
@@ -379,7 +376,7 @@ fn self_attention_matches_composed_heads() {
         let qkv = randn(&[b, n, 3 * c], 1.5);
         let r = randn(&[b, n, c], 1.0);
         let (y, g) = run(
-            |t| model::attention::self_attention(&t[0], h, scale).unwrap(),
+            |t| ops::attention::self_attention(&t[0], h, scale).unwrap(),
             std::slice::from_ref(&qkv),
             &r,
         );
@@ -411,6 +408,6 @@ fn self_attention_matches_composed_heads() {
 
 #[test]
 fn self_attention_refuses_qkv_that_does_not_split_into_heads() {
-    let err = model::attention::self_attention(&randn(&[1, 2, 10], 1.0), 3, 1.0).unwrap_err();
+    let err = ops::attention::self_attention(&randn(&[1, 2, 10], 1.0), 3, 1.0).unwrap_err();
     assert!(err.to_string().contains("does not split"), "{err}");
 }

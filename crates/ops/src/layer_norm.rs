@@ -4,19 +4,20 @@
 //!
 //! Shapes: `x` `(.., C)`, `weight` and `bias` `(C,)` -> `(.., C)`;
 //! `y = (x - mean) / sqrt(var + eps) * weight + bias` with the biased variance of each row.
-//! f32 on the CPU; [`crate::layers::LayerNorm`] composes candle ops elsewhere.
+//! f32 on the CPU; the model crate's `layers::LayerNorm` composes candle ops elsewhere.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! let x = Tensor::new(&[[1f32, 3.]], &Device::Cpu)?;
 //! let w = Tensor::new(&[1f32, 2.], &Device::Cpu)?;
 //! let b = Tensor::new(&[0f32, 1.], &Device::Cpu)?;
-//! let y = model::layer_norm::layer_norm(&x, &w, &b, 0.)?; // x normalised to [-1, 1]
+//! let y = ops::layer_norm::layer_norm(&x, &w, &b, 0.)?; // x normalised to [-1, 1]
 //! assert_eq!(y.to_vec2::<f32>()?, [[-1., 3.]]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -77,9 +78,9 @@ impl CustomOp3 for LayerNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "layer_norm: input")?;
-        let w = contiguous(s2, l2, "layer_norm: weight")?;
-        let b = contiguous(s3, l3, "layer_norm: bias")?;
+        let x = contiguous(s1, l1, "layer_norm", "input")?;
+        let w = contiguous(s2, l2, "layer_norm", "weight")?;
+        let b = contiguous(s3, l3, "layer_norm", "bias")?;
         let c = w.len();
         let mut y = zeroed(x.len(), 0f32);
         if c == 0 {
@@ -130,9 +131,9 @@ impl CustomOp3 for InputGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "layer_norm: input")?;
-        let dy = contiguous(s2, l2, "layer_norm: gradient")?;
-        let w = contiguous(s3, l3, "layer_norm: weight")?;
+        let x = contiguous(s1, l1, "layer_norm", "input")?;
+        let dy = contiguous(s2, l2, "layer_norm", "gradient")?;
+        let w = contiguous(s3, l3, "layer_norm", "weight")?;
         let c = w.len();
         let mut dx = zeroed(x.len(), 0f32);
         if c == 0 || dy.len() != x.len() {
@@ -175,8 +176,8 @@ impl CustomOp2 for ParamGrads {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous(s1, l1, "layer_norm: input")?;
-        let dy = contiguous(s2, l2, "layer_norm: gradient")?;
+        let x = contiguous(s1, l1, "layer_norm", "input")?;
+        let dy = contiguous(s2, l2, "layer_norm", "gradient")?;
         let c = l1.shape().dims().last().copied().unwrap_or(0);
         if c == 0 || dy.len() != x.len() {
             candle_core::bail!("layer_norm backward: {:?} vs {:?}", l1.shape(), l2.shape());

@@ -8,7 +8,7 @@
 //! ```
 //! use candle_core::{Device, Tensor};
 //! let x = Tensor::arange(0f32, 9., &Device::Cpu)?.reshape((1, 1, 3, 3))?;
-//! let y = model::avg_pool::avg_pool_2x2_ceil(&x)?;
+//! let y = ops::avg_pool::avg_pool_2x2_ceil(&x)?;
 //! assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [2., 3.5, 6.5, 8.]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
@@ -16,7 +16,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 
 /// 2x2 / stride 2 average pool, ceil mode, padding not counted: `(B, C, H, W)` ->
 /// `(B, C, ceil(H/2), ceil(W/2))`.
@@ -63,7 +64,7 @@ impl CustomOp1 for AvgPool2x2 {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = contiguous(s, l, "avg_pool_2x2_ceil: input")?;
+        let x = contiguous(s, l, "avg_pool_2x2_ceil", "input")?;
         let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
         let mut y = zeroed(b * c * ho * wo, 0f32);
         y.par_chunks_mut(ho * wo)
@@ -115,7 +116,7 @@ impl CustomOp1 for AvgPool2x2Backward {
                 l.shape()
             );
         }
-        let g = contiguous(s, l, "avg_pool_2x2_ceil backward: gradient")?;
+        let g = contiguous(s, l, "avg_pool_2x2_ceil backward", "gradient")?;
         let mut dx = zeroed(b * c * h * w, 0f32);
         dx.par_chunks_mut(h * w)
             .zip(g.par_chunks(ho * wo))

@@ -12,7 +12,7 @@
 //! use candle_core::{Device, Tensor};
 //! let a = Tensor::new(&[1f32, -2., 3.], &Device::Cpu)?;
 //! let b = Tensor::new(&[-4f32, 1., 1.], &Device::Cpu)?;
-//! let y = model::residual::add_relu(&a, &b)?;
+//! let y = ops::residual::add_relu(&a, &b)?;
 //! assert_eq!(y.to_vec1::<f32>()?, [0., 0., 4.]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
@@ -20,7 +20,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 
 /// Elements per parallel task: large enough that the task overhead is small.
 const CHUNK: usize = 1 << 15;
@@ -51,8 +52,8 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let a = contiguous(s1, l1, "add_relu: first input")?;
-        let b = contiguous(s2, l2, "add_relu: second input")?;
+        let a = contiguous(s1, l1, "add_relu", "first input")?;
+        let b = contiguous(s2, l2, "add_relu", "second input")?;
         let mut y = zeroed(a.len(), 0f32);
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
@@ -91,8 +92,8 @@ impl CustomOp2 for ReluMask {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let y = contiguous(s1, l1, "add_relu backward: output")?;
-        let g = contiguous(s2, l2, "add_relu backward: gradient")?;
+        let y = contiguous(s1, l1, "add_relu backward", "output")?;
+        let g = contiguous(s2, l2, "add_relu backward", "gradient")?;
         if y.len() != g.len() {
             candle_core::bail!(
                 "add_relu backward: gradient {:?} does not match output {:?}",

@@ -11,14 +11,14 @@
 //! probabilities for its backward, which writes dq, dk and dv straight into the qkv gradient.
 //!
 //! Shapes: `qkv` `(B, N, 3C)` laid out as timm's (`3` outer, then heads, then head dim, i.e.
-//! `(B, N, 3, H, D)`) -> `(B, N, C)`. f32 on the CPU; [`crate::vit`] composes candle ops
+//! `(B, N, 3, H, D)`) -> `(B, N, C)`. f32 on the CPU; the model crate's ViT composes candle ops
 //! elsewhere.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! // One head of width 1, two tokens: q = k = 0, so attention averages v = [1, 3].
 //! let qkv = Tensor::new(&[[[0f32, 0., 1.], [0., 0., 3.]]], &Device::Cpu)?;
-//! let y = model::attention::self_attention(&qkv, 1, 1.0)?;
+//! let y = ops::attention::self_attention(&qkv, 1, 1.0)?;
 //! assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [2., 2.]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
@@ -28,7 +28,8 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 use crate::fast_math::{exp, sum};
 use crate::matmul::{matmul_into, MatRef, Threads};
 
@@ -214,7 +215,7 @@ impl CustomOp1 for Attention {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, n, c3) = l.shape().dims3()?;
         let dims = HeadDims::new(b, n, c3, self.num_heads);
-        let qkv = contiguous(s, l, "self_attention: qkv")?;
+        let qkv = contiguous(s, l, "self_attention", "qkv")?;
         let mut y = zeroed(b * n * dims.c(), 0f32);
         let mut probs = zeroed(b * n * dims.probs_row(), 0f32);
         if !y.is_empty() {
@@ -371,8 +372,8 @@ impl CustomOp2 for AttentionBackward<'_> {
                 (b, n, 3 * c)
             );
         }
-        let qkv = contiguous(s1, l1, "self_attention backward: qkv")?;
-        let dy = contiguous(s2, l2, "self_attention backward: gradient")?;
+        let qkv = contiguous(s1, l1, "self_attention backward", "qkv")?;
+        let dy = contiguous(s2, l2, "self_attention backward", "gradient")?;
         let mut dqkv = zeroed(b * n * 3 * c, 0f32);
         if dqkv.is_empty() {
             return Ok((CpuStorage::F32(dqkv), l1.shape().clone()));

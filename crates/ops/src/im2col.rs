@@ -20,12 +20,13 @@
 //! use candle_core::{Device, Tensor};
 //! let x = Tensor::arange(0f32, 9., &Device::Cpu)?.reshape((1, 1, 3, 3))?;
 //! let w = Tensor::ones((1, 1, 2, 2), candle_core::DType::F32, &Device::Cpu)?;
-//! let y = model::im2col::conv2d_im2col(&x, &w, 1, 0)?; // 2x2 window sums
+//! let y = ops::im2col::conv2d_im2col(&x, &w, 1, 0)?; // 2x2 window sums
 //! assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [8., 12., 20., 24.]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::{float_slices, zeroed, FloatSlices};
+use crate::buffer::zeroed;
+use crate::cpu_slice::{float_slices, FloatSlices};
 use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape};
 use candle_core::{Storage, Tensor, WithDType};
@@ -401,10 +402,7 @@ impl CustomOp2 for Conv2dGemm {
         let (cout, _, k, _) = l2.shape().dims4()?;
         let (b, _, h, w) = dims;
         let (ho, wo) = self.geometry(h, w, k).out_hw();
-        let out = match float_slices([
-            (s1, l1, "conv2d_im2col: input"),
-            (s2, l2, "conv2d_im2col: weight"),
-        ])? {
+        let out = match float_slices("conv2d_im2col", [(s1, l1, "input"), (s2, l2, "weight")])? {
             FloatSlices::F32([x, wt]) => CpuStorage::F32(self.forward(x, dims, wt, (cout, k))),
             FloatSlices::F64([x, wt]) => CpuStorage::F64(self.forward(x, dims, wt, (cout, k))),
         };
@@ -439,11 +437,10 @@ impl CustomOp2 for Conv2dGemm {
         };
         let dev = x.device();
         let wdims = (cout, c, k, k);
-        let (dx, dw) = match float_slices([
-            (xs, xl, "conv2d_im2col backward: input"),
-            (ws, wl, "conv2d_im2col backward: weight"),
-            (gs, gl, "conv2d_im2col backward: gradient"),
-        ])? {
+        let (dx, dw) = match float_slices(
+            "conv2d_im2col backward",
+            [(xs, xl, "input"), (ws, wl, "weight"), (gs, gl, "gradient")],
+        )? {
             FloatSlices::F32([x, wt, g]) => {
                 let (dx, dw) = self.backward(x, dims, wt, (cout, k), g);
                 (

@@ -8,13 +8,15 @@
 //! chain of about seven full-size tensor ops (a transposed copy among them) with several times
 //! that in its backward, each a separate pass over memory and a thread-pool round trip; in the
 //! ResNet trunk they cost more than the convolutions. Eval mode, other dtypes and other devices
-//! use candle-nn's BatchNorm, which holds the same variables.
+//! use candle-nn's BatchNorm, which holds the same variables. [`batch_norm`] and
+//! [`batch_norm_with_weight`] build that candle-nn BatchNorm with PyTorch's defaults (the
+//! projection heads use it directly).
 //!
 //! ```
 //! use candle_core::{DType, Device, ModuleT, Tensor};
 //! use candle_nn::{VarBuilder, VarMap};
 //! let vm = VarMap::new();
-//! let bn = model::batch_norm::BatchNorm2d::new(1, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+//! let bn = ops::batch_norm::BatchNorm2d::new(1, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
 //! let x = Tensor::new(&[1f32, 3.], &Device::Cpu)?.reshape((2, 1, 1, 1))?;
 //! let y = bn.forward_t(&x, true)?; // batch mean 2, variance 1
 //! let y = y.flatten_all()?.to_vec1::<f32>()?;
@@ -24,13 +26,40 @@
 //! # Ok::<(), candle_core::Error>(())
 //! ```
 
-use crate::cpu_slice::{contiguous, zeroed};
+use crate::buffer::zeroed;
+use crate::cpu_slice::contiguous;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, ModuleT};
 use candle_core::{Result, Shape, Tensor, Var};
-use candle_nn::{BatchNorm, VarBuilder};
+use candle_nn::{BatchNorm, BatchNormConfig, Init, VarBuilder};
 use rayon::prelude::*;
 
-use crate::layers::{batch_norm, batch_norm_with_weight};
+/// PyTorch-default BatchNorm (eps 1e-5, momentum 0.1) over dim 1 of `(B, C, ..)`; `affine`
+/// adds `weight`/`bias`. Running stats are `running_mean`/`running_var` in the VarMap and are
+/// updated in train mode with the unbiased batch variance, as PyTorch does.
+pub fn batch_norm(num_features: usize, affine: bool, vb: VarBuilder) -> Result<BatchNorm> {
+    let cfg = BatchNormConfig {
+        eps: 1e-5,
+        remove_mean: true,
+        affine,
+        momentum: 0.1,
+    };
+    candle_nn::batch_norm(num_features, cfg, vb)
+}
+
+/// An affine BatchNorm (eps 1e-5, momentum 0.1) whose weight starts at `weight` instead of 1:
+/// timm's ResNet zero-initialises the last BatchNorm of each bottleneck (`zero_init_last`), so
+/// that every residual block starts as its shortcut.
+pub fn batch_norm_with_weight(
+    num_features: usize,
+    weight: f64,
+    vb: VarBuilder,
+) -> Result<BatchNorm> {
+    let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
+    let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
+    let w = vb.get_with_hints(num_features, "weight", Init::Const(weight))?;
+    let b = vb.get_with_hints(num_features, "bias", Init::Const(0.0))?;
+    BatchNorm::new(num_features, running_mean, running_var, w, b, 1e-5)
+}
 
 /// Affine BatchNorm over dim 1 of `(B, C, H, W)`; names `weight`, `bias`, `running_mean`,
 /// `running_var` under its VarBuilder prefix.
@@ -202,7 +231,7 @@ impl CustomOp1 for ChannelStats {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, c, h, w) = l.shape().dims4()?;
-        let x = contiguous(s, l, "batch norm: input")?;
+        let x = contiguous(s, l, "batch norm", "input")?;
         let (hw, n) = (h * w, (b * h * w) as f64);
         let plane = |o: usize| &x[o..o + hw];
         let sums = per_channel(b, c, hw, |_, o| {
@@ -254,10 +283,10 @@ impl CustomOp3 for BnTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = l1.shape().dims4()?;
-        let x = contiguous(s1, l1, "batch norm: input")?;
+        let x = contiguous(s1, l1, "batch norm", "input")?;
         let ss = self.scale_shift(
-            contiguous(s2, l2, "batch norm: weight")?,
-            contiguous(s3, l3, "batch norm: bias")?,
+            contiguous(s2, l2, "batch norm", "weight")?,
+            contiguous(s3, l3, "batch norm", "bias")?,
         );
         let mut y = zeroed(x.len(), 0f32);
         y.par_chunks_mut(h * w)
@@ -357,8 +386,8 @@ impl CustomOp2 for BnBackwardSums<'_> {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (b, c, hw) = check_pair(l1, l2)?;
-        let x = contiguous(s1, l1, "batch norm: input")?;
-        let dy = contiguous(s2, l2, "batch norm: gradient")?;
+        let x = contiguous(s1, l1, "batch norm", "input")?;
+        let dy = contiguous(s2, l2, "batch norm", "gradient")?;
         let sums = per_channel(b, c, hw, |ch, o| {
             let (m, is, dz) = (self.mean[ch], self.invstd[ch], self.dz(ch));
             let (sdx, sd) = lane_sums2(&x[o..o + hw], &dy[o..o + hw], |xv, g| {
@@ -395,8 +424,8 @@ impl CustomOp2 for BnBackwardInput<'_> {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, c, hw) = check_pair(l1, l2)?;
-        let x = contiguous(s1, l1, "batch norm: input")?;
-        let dy = contiguous(s2, l2, "batch norm: gradient")?;
+        let x = contiguous(s1, l1, "batch norm", "input")?;
+        let dy = contiguous(s2, l2, "batch norm", "gradient")?;
         let p = &self.sums;
         let mut dx = zeroed(x.len(), 0f32);
         dx.par_chunks_mut(hw)

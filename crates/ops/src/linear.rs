@@ -8,14 +8,14 @@
 //! `dx = dy W`, `dW = dyᵀ x` (gemms on views again, no copies) and `db = sum(dy)` over rows.
 //!
 //! Shapes: `x` `(.., in)`, `weight` `(out, in)`, `bias` `(out,)` -> `(.., out)`. f32 or f64 on
-//! the CPU; [`crate::layers::Linear`] composes candle ops elsewhere.
+//! the CPU; the model crate's `layers::Linear` composes candle ops elsewhere.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! let x = Tensor::new(&[[1f32, 2.]], &Device::Cpu)?;
 //! let w = Tensor::new(&[[1f32, 0.], [1., 1.], [0., 2.]], &Device::Cpu)?;
 //! let b = Tensor::new(&[0f32, 1., 2.], &Device::Cpu)?;
-//! let y = model::linear::linear(&x, &w, &b)?;
+//! let y = ops::linear::linear(&x, &w, &b)?;
 //! assert_eq!(y.to_vec2::<f32>()?, [[1., 4., 6.]]);
 //! # Ok::<(), candle_core::Error>(())
 //! ```
@@ -24,7 +24,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use candle_core::{WithDType, D};
 use rayon::prelude::*;
 
-use crate::cpu_slice::{float_slices, zeroed, FloatSlices};
+use crate::buffer::zeroed;
+use crate::cpu_slice::{float_slices, FloatSlices};
 use crate::matmul::{matmul_into, GemmScalar, MatRef, Threads};
 
 /// `x Wᵀ + b` for `x` `(.., in)` on the CPU (f32 or f64), with gradients for all three.
@@ -158,11 +159,10 @@ impl CustomOp3 for Linear {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = Dims::new(l1, l2)?;
-        let y = match float_slices([
-            (s1, l1, "linear: input"),
-            (s2, l2, "linear: weight"),
-            (s3, l3, "linear: bias"),
-        ])? {
+        let y = match float_slices(
+            "linear",
+            [(s1, l1, "input"), (s2, l2, "weight"), (s3, l3, "bias")],
+        )? {
             FloatSlices::F32([x, w, b]) => CpuStorage::F32(forward(x, w, b, dims)),
             FloatSlices::F64([x, w, b]) => CpuStorage::F64(forward(x, w, b, dims)),
         };
@@ -217,11 +217,10 @@ impl CustomOp3 for LinearBackward {
                 l3.shape()
             );
         }
-        let packed = match float_slices([
-            (s1, l1, "linear backward: input"),
-            (s2, l2, "linear backward: gradient"),
-            (s3, l3, "linear backward: weight"),
-        ])? {
+        let packed = match float_slices(
+            "linear backward",
+            [(s1, l1, "input"), (s2, l2, "gradient"), (s3, l3, "weight")],
+        )? {
             FloatSlices::F32([x, dy, w]) => CpuStorage::F32(backward(x, dy, w, dims)),
             FloatSlices::F64([x, dy, w]) => CpuStorage::F64(backward(x, dy, w, dims)),
         };
