@@ -25,8 +25,12 @@ from timm.models.vision_transformer import VisionTransformer
 def build_model(pp):
     """The network of `preprocess.json`'s `model` sizes, built the way timm builds its hybrids."""
     m = pp["model"]
-    if pp.get("timm_model"):  # the paper's sizes: timm's registered vit_small_resnet50d_s16_224
+    if pp.get("timm_model"):  # registered sizes: vit_small_resnet50d_s16_224 or resnet50d
         return timm.create_model(pp["timm_model"], pretrained=False, num_classes=m["num_classes"])
+    if m.get("arch") == "resnet50":  # model.arch = "resnet50" at other sizes: timm's resnet50d recipe
+        return timm.create_model(
+            "resnet50d", pretrained=False, num_classes=m["num_classes"],
+            layers=m["trunk_layers"], channels=m["trunk_channels"], stem_width=m["stem_width"])
     # Other sizes: what timm's vit_small_resnet50d_s16_224 does, with these sizes (a ResNet-D
     # trunk cut after stage 3 feeding a 1x1 patch embedding).
     backbone = timm.create_model(

@@ -241,7 +241,9 @@ fn the_paper_model_exports_exactly_timms_vit_small_resnet50d_s16_224_tensors() {
         trainer::export::timm_model_name(&ModelConfig::resnet50()),
         Some("resnet50d")
     );
-    assert!(!trainer::export::is_timm_architecture(&ModelConfig::resnet50()));
+    assert!(!trainer::export::is_timm_architecture(
+        &ModelConfig::resnet50()
+    ));
     let query = QueryNetwork::new(&cfg, &Device::Cpu).unwrap();
     let exported: BTreeMap<String, (Vec<usize>, DType)> = trainer::export::timm_state_dict(&query)
         .unwrap()
