@@ -19,6 +19,9 @@ use std::process::Command;
 use candle_core::{DType, Device, Tensor};
 use model::{ModelConfig, QueryNetwork};
 
+mod timm_tensor_list;
+use timm_tensor_list::timm_tensor_list;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/user_data")
 }
@@ -209,27 +212,11 @@ fn timm_paper_tensors() -> BTreeMap<String, (Vec<usize>, DType)> {
     timm_tensors(&fixtures().join("timm_vit_small_resnet50d_s16_224_tensors.json"))
 }
 
-/// `(name, shape, dtype)` of every tensor listed in a timm state-dict fixture.
+/// `name -> (shape, dtype)` of every tensor listed in a timm state-dict fixture.
 fn timm_tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, DType)> {
-    let doc = json(path);
-    doc["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let shape = t["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            let dtype = match t["dtype"].as_str().unwrap() {
-                "F32" => DType::F32,
-                "I64" => DType::I64,
-                other => panic!("unexpected dtype {other}"),
-            };
-            (t["name"].as_str().unwrap().to_string(), (shape, dtype))
-        })
+    timm_tensor_list(path)
+        .into_iter()
+        .map(|(name, shape, dtype)| (name, (shape, dtype)))
         .collect()
 }
 

@@ -17,6 +17,9 @@ use trainer::pretrained::{
     load_pretrained, missing_pretrained_warning, PretrainedError, PretrainedForm, RESNET50D_FILE,
 };
 
+mod timm_tensor_list;
+use timm_tensor_list::timm_tensor_list;
+
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -28,28 +31,7 @@ fn shipped_config(name: &str) -> Config {
 
 /// `(name, shape, dtype)` of every tensor in timm's `resnet50d` state dict.
 fn timm_resnet50d_tensors() -> Vec<(String, Vec<usize>, DType)> {
-    let p = manifest_dir().join("tests/fixtures/timm_resnet50d_tensors.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    doc["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let shape = t["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            let dtype = match t["dtype"].as_str().unwrap() {
-                "F32" => DType::F32,
-                "I64" => DType::I64,
-                other => panic!("{}: unexpected dtype {other}", p.display()),
-            };
-            (t["name"].as_str().unwrap().to_string(), shape, dtype)
-        })
-        .collect()
+    timm_tensor_list(&manifest_dir().join("tests/fixtures/timm_resnet50d_tensors.json"))
 }
 
 fn save_zeros(dir: &Path, name: &str, tensors: &[(String, Vec<usize>, DType)]) -> PathBuf {
