@@ -36,14 +36,6 @@ fn bytes(t: &Tensor) -> Vec<u8> {
         .collect()
 }
 
-fn tensors(t: &Trainer) -> HashMap<String, Vec<u8>> {
-    t.state_tensors()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), bytes(v)))
-        .collect()
-}
-
 /// Trains `cfg` uninterrupted and, in a second folder, killed one step into epoch 2 and resumed;
 /// asserts both end bit-identical with finite losses. Returns the uninterrupted trainer and the
 /// epoch-1 checkpoint's tensors of the resumed run.
@@ -79,7 +71,7 @@ fn run_killed_and_resumed(cfg: &Config) -> (Trainer, HashMap<String, Vec<u8>>) {
     assert_eq!(b.state().epoch, 1);
     assert_eq!(b.fit().unwrap(), Outcome::Finished);
 
-    let (ta, tb) = (tensors(&a), tensors(&b));
+    let (ta, tb) = (common::state_bytes(&a), common::state_bytes(&b));
     assert_eq!(ta.len(), tb.len());
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
     assert!(
@@ -105,7 +97,7 @@ fn mislas_runs_both_stages_resumes_exactly_and_freezes_the_backbone_in_stage_2()
         &["mislas.stage2_epochs=1", "mislas.mixup_alpha=1.0"],
     );
     let (a, epoch1) = run_killed_and_resumed(&cfg);
-    let end = tensors(&a);
+    let end = common::state_bytes(&a);
     let is_running_stat = |k: &str| k.ends_with("running_mean") || k.ends_with("running_var");
     let encoder_weights: Vec<&String> = end
         .keys()
@@ -139,7 +131,7 @@ fn bcl_runs_resumes_exactly_and_trains_its_prototype_head() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tiny_config(tmp.path(), &tmp.path().join("runs"), "bcl", &[]);
     let (a, epoch1) = run_killed_and_resumed(&cfg);
-    let end = tensors(&a);
+    let end = common::state_bytes(&a);
     let head: Vec<&String> = end
         .keys()
         .filter(|k| k.starts_with("bcl_head.") && k.ends_with("weight"))

@@ -3,14 +3,12 @@
 //! every epoch is finite, the run writes its report, and a run killed one step into epoch 2 and
 //! resumed from epoch 1's checkpoint ends bit-identical to an uninterrupted one.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 mod common;
 
-use candle_core::Tensor;
 use model::Arch;
 use trainer::config::Config;
 use trainer::train::{Outcome, Trainer};
@@ -37,27 +35,6 @@ fn resnet50_config(data: &Path, runs: &Path, method: &str) -> Config {
     .unwrap();
     assert_eq!(cfg.model.arch, Arch::Resnet50);
     cfg
-}
-
-/// Every tensor of a trainer's state as its f32 bytes.
-fn tensors(t: &Trainer) -> HashMap<String, Vec<u8>> {
-    t.state_tensors()
-        .unwrap()
-        .into_iter()
-        .map(|(k, v): (String, Tensor)| {
-            let bytes: Vec<u8> = v
-                .flatten_all()
-                .unwrap()
-                .to_dtype(candle_core::DType::F32)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            (k, bytes)
-        })
-        .collect()
 }
 
 fn trains_and_resumes_bit_exactly(method: &str) {
@@ -97,7 +74,7 @@ fn trains_and_resumes_bit_exactly(method: &str) {
     assert_eq!(b.state().epoch, 1);
     assert_eq!(b.fit().unwrap(), Outcome::Finished);
 
-    let (ta, tb) = (tensors(&a), tensors(&b));
+    let (ta, tb) = (common::state_bytes(&a), common::state_bytes(&b));
     assert_eq!(ta.len(), tb.len());
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
     assert!(

@@ -23,26 +23,6 @@ fn tiny_config(data: &Path, runs: &Path, method: &str) -> Config {
     .unwrap()
 }
 
-fn tensors(t: &Trainer) -> HashMap<String, Vec<u8>> {
-    t.state_tensors()
-        .unwrap()
-        .into_iter()
-        .map(|(k, v): (String, Tensor)| {
-            let bytes: Vec<u8> = v
-                .flatten_all()
-                .unwrap()
-                .to_dtype(candle_core::DType::F32)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            (k, bytes)
-        })
-        .collect()
-}
-
 #[test]
 fn killed_and_resumed_run_is_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
@@ -72,7 +52,7 @@ fn killed_and_resumed_run_is_bit_identical() {
     assert_eq!(b.state().epoch, 1);
     assert_eq!(b.fit().unwrap(), Outcome::Finished);
 
-    let (ta, tb) = (tensors(&a), tensors(&b));
+    let (ta, tb) = (common::state_bytes(&a), common::state_bytes(&b));
     assert_eq!(ta.len(), tb.len());
     assert!(ta.keys().any(|k| k.starts_with("key.")) && ta.keys().any(|k| k.starts_with("queue.")));
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
@@ -123,7 +103,7 @@ fn same_seed_same_run() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut a = Trainer::create(cfg.clone(), Arc::clone(&stop)).unwrap();
     let mut b = Trainer::create(cfg, Arc::clone(&stop)).unwrap();
-    let (ta, tb) = (tensors(&a), tensors(&b));
+    let (ta, tb) = (common::state_bytes(&a), common::state_bytes(&b));
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
     assert!(
         differing.is_empty(),
@@ -135,7 +115,7 @@ fn same_seed_same_run() {
     b.progress = false;
     a.fit().unwrap();
     b.fit().unwrap();
-    let (ta, tb) = (tensors(&a), tensors(&b));
+    let (ta, tb) = (common::state_bytes(&a), common::state_bytes(&b));
     let differing: Vec<&String> = ta.keys().filter(|k| ta[*k] != tb[*k]).collect();
     assert!(
         differing.is_empty(),

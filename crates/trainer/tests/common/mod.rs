@@ -47,3 +47,26 @@ grad_clip = 1.0
         data = data.display()
     )
 }
+
+/// Every tensor of a trainer's state (weights, key network, optimiser, queue) as its f32 bytes,
+/// for bit-exact comparisons of resumed runs.
+#[allow(dead_code)] // not every test binary that shares this module compares states
+pub fn state_bytes(t: &trainer::train::Trainer) -> std::collections::HashMap<String, Vec<u8>> {
+    t.state_tensors()
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            let bytes: Vec<u8> = v
+                .flatten_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            (k, bytes)
+        })
+        .collect()
+}
