@@ -3,7 +3,7 @@
 mod common;
 
 use candle_core::{Device, ModuleT};
-use common::{fixture, load, rel_err};
+use common::{check_outputs_against_fixture, fixture, load, rel_err};
 use model::{ModelConfig, QueryNetwork};
 
 const TOL: f32 = 1e-4;
@@ -19,27 +19,8 @@ fn tiny() -> QueryNetwork {
 }
 
 fn check_mode(train: bool) {
-    let net = tiny();
     let io = load("tiny_io.safetensors");
-    let mode = if train { "train" } else { "eval" };
-    let images = &io["images"];
-    let tokens = net.encoder().embed_t(images, train).unwrap();
-    let features = net.encoder().encode_t(&tokens, train).unwrap();
-    let logits = net.classify(&features).unwrap();
-    let proj = net.projector().forward_t(&features, train).unwrap();
-    let pred = net.predictor().forward_t(&proj, train).unwrap();
-    for (name, got) in [
-        ("tokens", &tokens),
-        ("features", &features),
-        ("logits", &logits),
-        ("proj", &proj),
-        ("pred", &pred),
-    ] {
-        let want = &io[&format!("{mode}_{name}")];
-        let e = rel_err(got, want);
-        eprintln!("{mode} {name}: relative error {e:.2e}");
-        assert!(e <= TOL, "{mode} {name}: relative error {e:e} > {TOL:e}");
-    }
+    check_outputs_against_fixture(&tiny(), &io, train, false, TOL);
 }
 
 #[test]
