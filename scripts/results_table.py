@@ -15,7 +15,9 @@ were scored on different test images, per their predictions.csv). Rewrites only 
 file, atomically; the text around it is kept byte for byte. Python standard library only.
 
 Usage: scripts/results_table.py --runs runs/results --seeds 3 --command "scripts/results.sh 3" \\
-           [--config configs/bench.toml] [--results RESULTS.md] LABEL...      (first LABEL = SPMix)
+           [--config configs/bench.toml] [--results RESULTS.md] [--block NAME] LABEL...
+       (first LABEL = SPMix; --block resnet50 rewrites the block between <!-- results:resnet50:start -->
+       and <!-- results:resnet50:end --> instead of the unnamed one)
 Test:  python3 -m unittest discover -s scripts -p 'test_results_table.py'
 """
 import argparse
@@ -31,6 +33,16 @@ import statistics as st
 import sys
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def markers(name=None):
+    """The (start, end) markers of the block called `name`; the unnamed block is the Hybrid-ViT
+    table, `results:resnet50:start` and the like hold a second table in the same file."""
+    if not name:
+        return START, END
+    if not re.fullmatch(r"[a-z0-9-]+", name):
+        raise SystemExit(f"block name {name!r}: use lower-case letters, digits and '-'")
+    return f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
 COLUMNS = ["many", "medium", "few", "total", "macro_f1"]
 
 
@@ -184,8 +196,9 @@ def machine():
     return f"{os.cpu_count()}-core {platform.machine()} ({cpu})"
 
 
-def block(runs, seeds, labels, command, config, today=None, host=None):
-    """The Markdown between the markers (markers included)."""
+def block(runs, seeds, labels, command, config, today=None, host=None, name=None):
+    """The Markdown between the markers of block `name` (markers included)."""
+    start, end = markers(name)
     today = today or datetime.date.today().isoformat()
     host = host or machine()
     results = {label: {s: r for s in range(seeds) if (r := read_run(runs, label, s))} for label in labels}
@@ -205,7 +218,7 @@ def block(runs, seeds, labels, command, config, today=None, host=None):
     dates = f"{min(started)} to {max(started)}" if started else "–"
     test = ", ".join(str(s) for s in sorted(samples)) or "?"
     lines = [
-        START,
+        start,
         f"Command: `{command}` on `{config}`; test split ({test} images) at the best validation epoch. "
         f"Mean ± sd over seeds in %; n = seeds finished. Commits of the runs: {commit_text}. "
         f"Runs started {dates}; machine: {host}; table written {today}.",
@@ -234,19 +247,21 @@ def block(runs, seeds, labels, command, config, today=None, host=None):
     if len(test_sets) > 1:
         lines.append(f"**Warning:** the runs were scored on {len(test_sets)} different test sets (their "
                      "predictions.csv name different images): differences between them mix data.")
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-def replace_block(text, new):
-    """`text` with its results block replaced by `new` (appended when there is none). Refuses a
-    file with only one marker or the end before the start, rather than guess what to overwrite."""
-    has_start, has_end = START in text, END in text
-    if has_start and has_end and text.index(START) < text.index(END):
-        head, rest = text.split(START, 1)
-        return head + new + rest.split(END, 1)[1]
+def replace_block(text, new, name=None):
+    """`text` with its results block `name` replaced by `new` (appended when there is none).
+    Refuses a file with only one marker or the end before the start, rather than guess what to
+    overwrite; other blocks are text like any other."""
+    start, end = markers(name)
+    has_start, has_end = start in text, end in text
+    if has_start and has_end and text.index(start) < text.index(end):
+        head, rest = text.split(start, 1)
+        return head + new + rest.split(end, 1)[1]
     if has_start or has_end:
-        raise SystemExit(f"the results markers {START} / {END} are incomplete or out of order; fix them by hand")
+        raise SystemExit(f"the results markers {start} / {end} are incomplete or out of order; fix them by hand")
     return text.rstrip() + "\n\n" + new + "\n"
 
 
@@ -264,14 +279,16 @@ def main(argv=None):
     ap.add_argument("--command", required=True, help="the command that produced the runs, as shown")
     ap.add_argument("--config", default="configs/bench.toml", help="the config the runs used, as shown")
     ap.add_argument("--results", default="RESULTS.md", help="the file whose block is rewritten")
+    ap.add_argument("--block", default=None,
+                    help="name of the block to rewrite (results:NAME:start/end); default: the unnamed one")
     ap.add_argument("labels", nargs="+", help="row labels, SPMix first")
     a = ap.parse_args(argv)
-    new = block(a.runs, a.seeds, a.labels, a.command, a.config)
+    new = block(a.runs, a.seeds, a.labels, a.command, a.config, name=a.block)
     text = ""
     if os.path.exists(a.results):
         with open(a.results) as f:
             text = f.read()
-    write_atomic(a.results, replace_block(text, new))
+    write_atomic(a.results, replace_block(text, new, a.block))
     print(new)
 
 

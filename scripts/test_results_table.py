@@ -72,10 +72,10 @@ class Regeneration(unittest.TestCase):
     def tearDown(self):
         self.tmp.cleanup()
 
-    def regenerate(self):
+    def regenerate(self, block=None):
         with contextlib.redirect_stdout(io.StringIO()):
             rt.main(["--runs", self.runs, "--seeds", "3", "--command", "scripts/results.sh 3",
-                     "--results", self.results] + LABELS)
+                     "--results", self.results] + (["--block", block] if block else []) + LABELS)
         with open(self.results) as f:
             return f.read()
 
@@ -101,6 +101,23 @@ class Regeneration(unittest.TestCase):
         again = self.regenerate()
         self.assertEqual(again.split(rt.START)[0], PROSE_HEAD)
         self.assertEqual(again.split(rt.END)[1], PROSE_TAIL)
+
+    def test_named_blocks_are_rewritten_apart(self):
+        start, end = rt.markers("resnet50")
+        middle = "\n\n## ResNet-50\n\n"
+        with open(self.results, "w") as f:
+            f.write(PROSE_HEAD + rt.START + "\nhybrid table\n" + rt.END + middle + start + "\nold resnet\n" + end + PROSE_TAIL)
+        text = self.regenerate("resnet50")
+        self.assertIn(rt.START + "\nhybrid table\n" + rt.END + middle + start + "\nCommand:", text)
+        self.assertNotIn("old resnet", text)
+        self.assertTrue(text.endswith(end + PROSE_TAIL))
+        # The unnamed block is rewritten without touching the named one.
+        text = self.regenerate()
+        self.assertNotIn("hybrid table", text)
+        self.assertEqual(text.count("| spmix | 3 |"), 2)
+        self.assertTrue(text.endswith(end + PROSE_TAIL))
+        with self.assertRaises(SystemExit):
+            rt.markers("Res Net")
 
     def test_runs_on_different_test_sets_are_flagged(self):
         fake_run(self.runs, "ce", 0, "20261201-090000", 0.5, test=("A", "C"))

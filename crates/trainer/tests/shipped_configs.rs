@@ -135,3 +135,16 @@ fn resnet50_rows_differ_from_their_hybrid_rows_only_in_the_model_keys() {
         );
     }
 }
+
+/// The ResNet-50 benchmark preset is bench.toml with only the model swapped, so its rows in
+/// RESULTS.md differ from the hybrid rows in the backbone alone.
+#[test]
+fn resnet50_bench_preset_differs_from_bench_only_in_the_model_keys() {
+    let got = load("bench-resnet50.toml");
+    let mut want = load("bench.toml");
+    want.model.arch = Arch::Resnet50;
+    want.model.trunk_layers = vec![1, 1, 1, 1];
+    want.model.trunk_channels = vec![16, 32, 64, 128];
+    want.run.name = got.run.name.clone();
+    assert_eq!(got, want);
+}
