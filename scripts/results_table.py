@@ -174,11 +174,17 @@ def cell(values):
     return f"{st.mean(values):.1f} ± {st.stdev(values):.1f}"
 
 
+def short_revision(info):
+    """`abc1234`, or `abc1234-dirty` for a run made with uncommitted changes."""
+    rev = str(info.get("git_revision", "unknown"))
+    return rev[:7] + ("-dirty" if rev.endswith("-dirty") else "")
+
+
 def row_commits(per_seed):
     """`abc1234 (s0, s1), def5678 (s2)`: the short git revision of each seed's run."""
     by_rev = {}
     for seed in sorted(per_seed):
-        rev = str(per_seed[seed]["info"].get("git_revision", "unknown"))[:7]
+        rev = short_revision(per_seed[seed]["info"])
         by_rev.setdefault(rev, []).append(f"s{seed}")
     return ", ".join(f"{rev} ({', '.join(seeds)})" for rev, seeds in by_rev.items())
 
@@ -208,7 +214,7 @@ def block(runs, seeds, labels, command, config, today=None, host=None, name=None
         for r in per_seed.values():
             if r["test_set"] is not None:
                 test_sets.add(r["test_set"])
-            rev = str(r["info"].get("git_revision", "unknown"))[:7]
+            rev = short_revision(r["info"])
             commits[rev] = commits.get(rev, 0) + 1
             if r["info"].get("started"):
                 started.append(r["info"]["started"][:10])

@@ -119,6 +119,14 @@ class Regeneration(unittest.TestCase):
         with self.assertRaises(SystemExit):
             rt.markers("Res Net")
 
+    def test_runs_with_uncommitted_changes_say_so(self):
+        fake_run(self.runs, "ce", 0, "20261201-090000", 0.5, rev="fedcba9876543210-dirty")
+        with open(self.results, "w") as f:
+            f.write(PROSE_HEAD)
+        text = self.regenerate()
+        self.assertIn("ce fedcba9-dirty (s0), fedcba9 (s1, s2)", text)
+        self.assertIn("fedcba9-dirty (1 run)", text)
+
     def test_runs_on_different_test_sets_are_flagged(self):
         fake_run(self.runs, "ce", 0, "20261201-090000", 0.5, test=("A", "C"))
         with open(self.results, "w") as f:

@@ -7,13 +7,14 @@
 //! `(B, proj_dim)` -> `(B, proj_dim)`; classifier `(B, F)` -> logits `(B, num_classes)`.
 //! Variable names: the encoder's are timm's (see [`crate::vit`], [`crate::resnet50`]); heads are
 //! `projector.*`, `predictor.*` and the classifier under timm's name for the arch (`head.*` for
-//! the ViT, `fc.*` for the ResNet).
+//! the ViT, `fc.*` for the ResNet). A network built [`QueryNetwork::with_logit_scale`] also has
+//! `<classifier>.logit_scale` `(num_classes,)` (MiSLAS's learnable weight scaling).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Module, ModuleT, Tensor, Var};
-use candle_nn::VarMap;
+use candle_nn::{Init, VarMap};
 
 use crate::config::{Arch, ModelConfig};
 use crate::encoder::Encoder;
@@ -31,6 +32,10 @@ pub fn head_prefixes(arch: Arch) -> [&'static str; 3] {
     ["projector.", "predictor.", arch.classifier_prefix()]
 }
 
+/// Name of the per-class logit scale under the classifier's prefix (`head.logit_scale`,
+/// `fc.logit_scale`).
+pub const LOGIT_SCALE_NAME: &str = "logit_scale";
+
 /// Encoder, projector, predictor and classifier with their variables.
 pub struct QueryNetwork {
     varmap: VarMap,
@@ -38,6 +43,8 @@ pub struct QueryNetwork {
     projector: MlpHead,
     predictor: MlpHead,
     classifier: Linear,
+    /// `(num_classes,)` per-class factor of the logits, when built with one.
+    logit_scale: Option<Tensor>,
     cfg: ModelConfig,
     /// The law each variable was drawn from at construction (see [`crate::init`]).
     init_laws: InitLaws,
@@ -46,6 +53,18 @@ pub struct QueryNetwork {
 impl QueryNetwork {
     /// Builds the network with random (timm-style) initial weights, f32, on `device`.
     pub fn new(cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        Self::build(cfg, device, false)
+    }
+
+    /// [`Self::new`] plus a learnable per-class scale of the logits, `(num_classes,)` initialised
+    /// to 1, so that [`Self::classify`] is `s * (W f + b)`: MiSLAS's learnable weight scaling
+    /// (the authors' `LearnableWeightScaling`, trained with the classifier in their stage 2).
+    /// Stored as `<classifier prefix>logit_scale`; a timm export folds it into the classifier.
+    pub fn with_logit_scale(cfg: &ModelConfig, device: &Device) -> Result<Self> {
+        Self::build(cfg, device, true)
+    }
+
+    fn build(cfg: &ModelConfig, device: &Device, with_logit_scale: bool) -> Result<Self> {
         cfg.validate()?;
         let varmap = VarMap::new();
         let (vb, laws) = crate::init::recording_builder(&varmap, device);
@@ -57,7 +76,17 @@ impl QueryNetwork {
             vb.pp("projector"),
         )?;
         let predictor = MlpHead::predictor(cfg.proj_dim, cfg.proj_hidden, vb.pp("predictor"))?;
-        let classifier = classifier_for(cfg, vb)?;
+        let classifier = classifier_for(cfg, vb.clone())?;
+        let logit_scale = if with_logit_scale {
+            let prefix = cfg.arch.classifier_prefix().trim_end_matches('.');
+            Some(vb.pp(prefix).get_with_hints(
+                cfg.num_classes,
+                LOGIT_SCALE_NAME,
+                Init::Const(1.0),
+            )?)
+        } else {
+            None
+        };
         let init_laws = laws.lock().expect("init-law table poisoned").clone();
         Ok(Self {
             init_laws,
@@ -66,6 +95,7 @@ impl QueryNetwork {
             projector,
             predictor,
             classifier,
+            logit_scale,
             cfg: cfg.clone(),
         })
     }
@@ -100,9 +130,28 @@ impl QueryNetwork {
         &self.predictor
     }
 
-    /// Logits `(B, num_classes)` of features `(B, F)`.
+    /// Logits `(B, num_classes)` of features `(B, F)`, times the per-class logit scale when the
+    /// network has one.
     pub fn classify(&self, features: &Tensor) -> candle_core::Result<Tensor> {
+        let logits = self.classifier.forward(features)?;
+        match &self.logit_scale {
+            Some(scale) => logits.broadcast_mul(scale),
+            None => Ok(logits),
+        }
+    }
+
+    /// The linear classifier's logits `(B, num_classes)` of features `(B, F)` without the logit
+    /// scale (which then gets no gradient): MiSLAS's stage 1, where the scale is not trained.
+    pub fn classify_unscaled(&self, features: &Tensor) -> candle_core::Result<Tensor> {
         self.classifier.forward(features)
+    }
+
+    /// The full name of the logit-scale variable (`head.logit_scale`, `fc.logit_scale`), present
+    /// when the network was built [`Self::with_logit_scale`].
+    pub fn logit_scale_name(&self) -> Option<String> {
+        self.logit_scale
+            .as_ref()
+            .map(|_| format!("{}{LOGIT_SCALE_NAME}", self.cfg.arch.classifier_prefix()))
     }
 
     /// `(q, logits)`: predictor(projector(features)) `(B, proj_dim)` (not normalised) and the

@@ -211,3 +211,56 @@ fn resnet50_initial_weights_follow_timm_and_every_variable_has_a_law() {
         }
     }
 }
+
+/// MiSLAS's learnable weight scaling: `with_logit_scale` adds `head.logit_scale` `(C,)`, law
+/// constant 1, that multiplies the classifier's logits per class and gets their gradient;
+/// `classify_unscaled` leaves it out of the graph.
+#[test]
+fn logit_scale_multiplies_the_logits_per_class_and_starts_at_one() {
+    let cfg = ModelConfig::from_toml_file(fixture("tiny.toml")).unwrap();
+    let dev = Device::Cpu;
+    let plain = QueryNetwork::new(&cfg, &dev).unwrap();
+    assert!(plain.logit_scale_name().is_none());
+    let net = QueryNetwork::with_logit_scale(&cfg, &dev).unwrap();
+    assert_eq!(net.logit_scale_name().as_deref(), Some("head.logit_scale"));
+    assert!(matches!(net.init_laws()["head.logit_scale"], candle_nn::Init::Const(c) if c == 1.0));
+    let (_, scale) = net
+        .trainable_vars()
+        .into_iter()
+        .find(|(n, _)| n == "head.logit_scale")
+        .expect("the scale is trainable");
+    assert_eq!(scale.dims(), [cfg.num_classes]);
+    assert_eq!(scale.to_vec1::<f32>().unwrap(), vec![1.0; cfg.num_classes]);
+    let s: Vec<f32> = (0..cfg.num_classes).map(|k| 1.0 + k as f32).collect();
+    scale
+        .set(&Tensor::new(s.as_slice(), &dev).unwrap())
+        .unwrap();
+
+    let f = Tensor::randn(0f32, 1.0, (2, cfg.feature_dim()), &dev).unwrap();
+    let scaled = net.classify(&f).unwrap().to_vec2::<f32>().unwrap();
+    let unscaled = net.classify_unscaled(&f).unwrap().to_vec2::<f32>().unwrap();
+    for (row_s, row_u) in scaled.iter().zip(&unscaled) {
+        for (k, (a, b)) in row_s.iter().zip(row_u).enumerate() {
+            assert!(
+                (a - s[k] * b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "class {k}: {a} vs {b}"
+            );
+        }
+    }
+    let grads = net
+        .classify(&f)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(scale.as_tensor()).is_some());
+    let grads = net
+        .classify_unscaled(&f)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(scale.as_tensor()).is_none());
+}

@@ -1,6 +1,10 @@
 //! The prepared split a run trains on: made on first use from `data.source` (generating the
 //! synthetic set first when asked), and refused when an existing one was made with another
-//! protocol or seed than the config asks for.
+//! protocol or seed than the config asks for. Preparation holds a lock inside the split folder,
+//! so runs started at once on an unprepared split (`JOBS=2 scripts/results.sh`) make it once.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -32,7 +36,8 @@ fn check_prepared_split(data: &DataConfig) -> Result<()> {
 
 /// Makes sure `split_dir` holds a prepared split: when `split.json` is missing and `data.source`
 /// is set, generates the synthetic set there first (if `data.synthetic` and it does not exist)
-/// and prepares the split with saliency maps.
+/// and prepares the split with saliency maps. A second process asking meanwhile waits for the
+/// first and then reuses its split.
 pub fn ensure_split(data: &DataConfig) -> Result<()> {
     let manifest = data.split_dir.join(dataset::split_files::MANIFEST_FILE);
     if manifest.exists() {
@@ -45,6 +50,11 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
             data.split_dir.display(),
             data.split_dir.display()
         );
+    }
+    let _preparing = lock_preparation(&data.split_dir)?;
+    // Another process may have prepared it while this one waited for the lock.
+    if manifest.exists() {
+        return check_prepared_split(data);
     }
     if !data.source.exists() {
         if !data.synthetic {
@@ -89,4 +99,24 @@ pub fn ensure_split(data: &DataConfig) -> Result<()> {
         tracing::warn!("{w}");
     }
     Ok(())
+}
+
+/// File name of the preparation lock inside a split folder.
+pub const PREPARE_LOCK_FILE: &str = "prepare.lock";
+
+/// Waits for and takes an exclusive lock on `<split_dir>/prepare.lock` (creating the folder);
+/// released when the returned file is dropped, or by the operating system when the process dies.
+fn lock_preparation(split_dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(split_dir)
+        .with_context(|| format!("cannot create the split folder {}", split_dir.display()))?;
+    let path = split_dir.join(PREPARE_LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
 }

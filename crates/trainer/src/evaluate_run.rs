@@ -48,7 +48,7 @@ pub fn load_run_network(
     };
     let dir = checkpoint::find(run, which)?;
     let (tensors, state) = checkpoint::load(&dir, &device)?;
-    let query = QueryNetwork::new(&cfg.model, &device)?;
+    let query = crate::methods::query_network_for(&cfg.model, &tensors, &device)?;
     load_query(&query, &tensors, &dir.display().to_string())?;
     Ok((cfg, info, query, state, device))
 }

@@ -151,9 +151,31 @@ pub fn timm_model_name(m: &ModelConfig) -> Option<&'static str> {
 
 /// The exported state dict of `query`: every variable except the contrastive heads, as `F32` on
 /// the CPU, plus an `I64` scalar `num_batches_tracked = 0` beside each BatchNorm's `running_mean`.
+/// A per-class logit scale `s` (MiSLAS) is folded into the classifier, whose rows become
+/// `s_k W_k` and `s_k b_k`, so timm's plain linear head gives the same logits.
 pub fn timm_state_dict(query: &QueryNetwork) -> Result<BTreeMap<String, Tensor>> {
+    let mut tensors = query.tensors()?;
+    if let Some(scale_name) = query.logit_scale_name() {
+        let scale = tensors
+            .remove(&scale_name)
+            .with_context(|| format!("the network has no {scale_name} tensor"))?;
+        let prefix = query.config().arch.classifier_prefix();
+        for part in ["weight", "bias"] {
+            let name = format!("{prefix}{part}");
+            let t = tensors
+                .get(&name)
+                .with_context(|| format!("the network has no {name} tensor"))?;
+            let s = if t.rank() == 2 {
+                scale.unsqueeze(1)?
+            } else {
+                scale.clone()
+            };
+            let folded = t.broadcast_mul(&s)?;
+            tensors.insert(name, folded);
+        }
+    }
     let mut out = BTreeMap::new();
-    for (name, t) in query.tensors()? {
+    for (name, t) in tensors {
         if CONTRASTIVE_HEAD_PREFIXES
             .iter()
             .any(|p| name.starts_with(p))

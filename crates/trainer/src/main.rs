@@ -22,6 +22,20 @@ struct Cli {
     command: Command,
 }
 
+/// How `eval` and `predict` load a run's network and read images.
+#[derive(clap::Args)]
+struct RunModelArgs {
+    /// The checkpoint: best on validation, or the last one written.
+    #[arg(long, value_enum, default_value = "best")]
+    checkpoint: Which,
+    /// cpu or cuda:N, e.g. --device cuda:0 (default: the run's run.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// Refuse images with more pixels than this (checked from the header before decoding).
+    #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a model (a new run folder, or --resume an interrupted one).
@@ -67,15 +81,8 @@ enum Command {
         /// replaced), e.g. --out isic2018-val-report.
         #[arg(long, value_name = "DIR", requires = "labels")]
         out: Option<PathBuf>,
-        /// The checkpoint: best on validation, or the last one written.
-        #[arg(long, value_enum, default_value = "best")]
-        checkpoint: Which,
-        /// cpu or cuda:N, e.g. --device cuda:0 (default: the run's run.device).
-        #[arg(long)]
-        device: Option<String>,
-        /// Refuse images with more pixels than this (checked from the header before decoding).
-        #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
-        max_pixels: u64,
+        #[command(flatten)]
+        model: RunModelArgs,
     },
     /// Class probabilities of images, batched at the run's eval.batch_size. CSV (on stdout, or
     /// --out): image,MEL,NV,BCC,AKIEC,BKL,DF,VASC,predicted,file,error. An unreadable image gets
@@ -85,15 +92,8 @@ enum Command {
         /// The run folder whose model predicts, e.g. runs/demo-spmix-20261201-044030.
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
-        /// The checkpoint: best on validation, or the last one written.
-        #[arg(long, value_enum, default_value = "best")]
-        checkpoint: Which,
-        /// cpu or cuda:N, e.g. --device cuda:0 (default: the run's run.device).
-        #[arg(long)]
-        device: Option<String>,
-        /// Refuse images with more pixels than this (checked from the header before decoding).
-        #[arg(long, default_value_t = dataset::prepare::DEFAULT_MAX_PIXELS)]
-        max_pixels: u64,
+        #[command(flatten)]
+        model: RunModelArgs,
         /// Write the CSV to this file (atomically; replaced if it exists) instead of stdout,
         /// e.g. --out predictions.csv.
         #[arg(long, value_name = "FILE.csv")]
@@ -221,9 +221,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             labels,
             images,
             out,
-            checkpoint,
-            device,
-            max_pixels,
+            model:
+                RunModelArgs {
+                    checkpoint,
+                    device,
+                    max_pixels,
+                },
         } => {
             let dev = device.as_deref().map(train::open_device).transpose()?;
             let name = match checkpoint {
@@ -263,9 +266,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Predict {
             run,
-            checkpoint,
-            device,
-            max_pixels,
+            model:
+                RunModelArgs {
+                    checkpoint,
+                    device,
+                    max_pixels,
+                },
             out,
             images,
         } => {

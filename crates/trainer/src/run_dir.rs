@@ -20,7 +20,8 @@ pub struct RunInfo {
     pub name: String,
     pub method: String,
     pub seed: u64,
-    /// `git rev-parse HEAD` of the working tree, or `unknown`.
+    /// `git rev-parse HEAD` of the working tree, with `-dirty` appended when tracked files differ
+    /// from that commit (the run's code is then not exactly the commit's), or `unknown`.
     pub git_revision: String,
     /// SHA-256 (hex) of the split's `split.json`.
     pub split_manifest_sha256: String,
@@ -40,16 +41,30 @@ fn utc_stamps(t: std::time::SystemTime) -> (String, String) {
     (compact, rfc3339)
 }
 
-/// `git rev-parse HEAD` in the current folder, or `unknown`.
+/// `git rev-parse HEAD` in the current folder, `-dirty` appended when tracked files have
+/// uncommitted changes; `unknown` outside a git work tree.
 pub fn git_revision() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    git_revision_in(Path::new("."))
+}
+
+/// [`git_revision`] of the work tree that holds `dir`.
+pub fn git_revision_in(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = git(&["rev-parse", "HEAD"]).filter(|s| !s.is_empty()) else {
+        return "unknown".into();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
+        _ => head,
+    }
 }
 
 /// SHA-256 (hex) of `<split_dir>/split.json`.

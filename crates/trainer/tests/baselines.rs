@@ -114,9 +114,22 @@ fn mislas_runs_both_stages_resumes_exactly_and_freezes_the_backbone_in_stage_2()
     for k in &encoder_weights {
         assert_eq!(end[*k], epoch1[*k], "{k} changed in stage 2");
     }
-    for k in ["query.head.weight", "query.head.bias"] {
+    for k in [
+        "query.head.weight",
+        "query.head.bias",
+        "query.head.logit_scale",
+    ] {
         assert_ne!(end[k], epoch1[k], "{k} did not train in stage 2");
     }
+    // Learnable weight scaling: the per-class logit scale starts at 1 and stage 1 leaves it there.
+    let scale = &epoch1["query.head.logit_scale"];
+    assert_eq!(scale.len(), 4 * cfg.model.num_classes);
+    assert!(
+        scale
+            .chunks(4)
+            .all(|c| f32::from_le_bytes(c.try_into().unwrap()) == 1.0),
+        "stage 1 moved the logit scale"
+    );
     let shifted = end
         .keys()
         .filter(|k| k.starts_with("query.") && !k.starts_with("query.projector."))

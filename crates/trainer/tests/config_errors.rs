@@ -124,3 +124,31 @@ fn a_split_prepared_with_another_protocol_is_refused() {
     );
     assert!(e.contains("split_seed = 7"), "{e}");
 }
+
+/// Two runs started at once on an unprepared split (`JOBS=2 scripts/results.sh`) both get it:
+/// the second waits for the first's preparation instead of generating and writing it again.
+#[test]
+fn runs_started_at_once_prepare_one_split_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[data]\nsplit_dir = \"{d}/split\"\nsource = \"{d}/synth\"\nsynthetic = true\n\
+         synthetic_scale = 0.004\nsynthetic_size = \"64x48\"\nsynthetic_min_per_class = 10\n\
+         protocol = \"stratified\"\n",
+        d = dir.path().display()
+    );
+    let cfg = Config::from_toml_str(&text, "a.toml", &[]).unwrap();
+    let results: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..3)
+            .map(|_| scope.spawn(|| trainer::train::ensure_split(&cfg.data)))
+            .collect();
+        runs.into_iter()
+            .map(|run| match run.join().unwrap() {
+                Ok(()) => String::new(),
+                Err(e) => format!("{e:#}"),
+            })
+            .collect()
+    });
+    assert!(results.iter().all(String::is_empty), "{results:?}");
+    let manifest = dataset::split_files::SplitManifest::read(&dir.path().join("split")).unwrap();
+    assert_eq!(manifest.seed, cfg.data.split_seed);
+}

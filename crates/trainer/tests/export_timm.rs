@@ -312,3 +312,46 @@ fn export_of_a_missing_run_names_it() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(run.to_str().unwrap()));
 }
+
+/// MiSLAS's per-class logit scale is folded into the exported classifier: timm's plain
+/// `fc` on the exported rows gives the network's scaled logits, and no `logit_scale` is left.
+#[test]
+fn a_logit_scale_is_folded_into_the_exported_classifier() {
+    let mut cfg = ModelConfig::resnet50();
+    cfg.trunk_layers = vec![1, 1, 1, 1];
+    cfg.trunk_channels = vec![4, 8, 8, 16];
+    cfg.image_size = 32;
+    let dev = Device::Cpu;
+    let query = QueryNetwork::with_logit_scale(&cfg, &dev).unwrap();
+    let name = query.logit_scale_name().unwrap();
+    assert_eq!(name, "fc.logit_scale");
+    let scale: Vec<f32> = (0..cfg.num_classes)
+        .map(|k| 0.5 + 0.25 * k as f32)
+        .collect();
+    let var = query.varmap().data().lock().unwrap()[&name].clone();
+    var.set(&Tensor::new(scale.as_slice(), &dev).unwrap())
+        .unwrap();
+
+    let features = Tensor::randn(0f32, 1.0, (3, cfg.feature_dim()), &dev).unwrap();
+    let want = query.classify(&features).unwrap();
+    let unscaled = query.classify_unscaled(&features).unwrap();
+    assert!(values(&(&want - &unscaled).unwrap().abs().unwrap())
+        .iter()
+        .any(|d| *d > 1e-3));
+
+    let sd = trainer::export::timm_state_dict(&query).unwrap();
+    assert!(
+        !sd.keys().any(|k| k.contains("logit_scale")),
+        "{:?}",
+        sd.keys()
+    );
+    let got = features
+        .matmul(&sd["fc.weight"].t().unwrap())
+        .unwrap()
+        .broadcast_add(&sd["fc.bias"])
+        .unwrap();
+    let worst = values(&(&got - &want).unwrap().abs().unwrap())
+        .into_iter()
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-5, "exported classifier off by {worst}");
+}

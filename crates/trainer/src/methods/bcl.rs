@@ -206,11 +206,5 @@ pub fn step(ctx: &StepContext, step: &Step) -> Result<StepOutput> {
     let logits = ctx.query.classify(&f.narrow(0, 0, b)?)?;
     let prototypes = bcl.prototypes(ctx.query)?;
     let parts = bcl.loss.forward(&features, &y, &prototypes, &logits)?;
-    Ok(StepOutput {
-        loss: parts.total,
-        logits,
-        labels: y,
-        enqueue: None,
-        ratios: None,
-    })
+    Ok(StepOutput::supervised(parts.total, logits, y))
 }

@@ -13,11 +13,5 @@ pub fn step(ctx: &StepContext, step: &Step) -> anyhow::Result<StepOutput> {
     let f = ctx.query.encoder().forward_t(&images, true)?;
     let logits = ctx.query.classify(&f)?;
     let loss = supcon::cross_entropy(&logits, &labels)?;
-    Ok(StepOutput {
-        loss,
-        logits,
-        labels,
-        enqueue: None,
-        ratios: None,
-    })
+    Ok(StepOutput::supervised(loss, logits, labels))
 }

@@ -14,10 +14,14 @@
 //!   data (the authors' `shift_bn`: `model.train()` under `no_grad`). The learning rate restarts a
 //!   cosine from `optim.lr * mislas.stage2_lr_scale` (no warm-up) over the stage-2 steps.
 //!
-//! Differences from the authors' code: no learnable weight scaling of the logits
-//! (`LearnableWeightScaling`, a `(1, C)` per-class scale trained in stage 2), since evaluation
-//! uses the query network's plain logits; the trainer's AdamW continues across the stages (the
-//! authors start a new SGD with a lower learning rate for the classifier).
+//! Learnable weight scaling (the authors' `LearnableWeightScaling`, `mislas.logit_scale`, on by
+//! default): the network carries a per-class scale `s` `(C,)` of the logits, 1 at the start and
+//! unused in stage 1 (no gradient), trained with the classifier in stage 2; evaluation, prediction
+//! and the timm export (which folds `s` into the classifier's rows) use `s * (W f + b)`.
+//!
+//! Difference from the authors' code: the trainer's AdamW continues across the stages (the
+//! authors start a new SGD with a lower learning rate for the classifier and the scale); `s`
+//! has no weight decay (rank 1, like the biases).
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -63,6 +67,8 @@ pub struct MislasSection {
     pub smooth_shape: Shape,
     /// Stage 2's peak learning rate as a multiple of `optim.lr`.
     pub stage2_lr_scale: f64,
+    /// Learnable weight scaling: a per-class scale of the logits trained in stage 2.
+    pub logit_scale: bool,
 }
 
 impl Default for MislasSection {
@@ -74,6 +80,7 @@ impl Default for MislasSection {
             smooth_tail: 0.0,
             smooth_shape: Shape::Concave,
             stage2_lr_scale: 1.0,
+            logit_scale: true,
         }
     }
 }
@@ -175,30 +182,19 @@ pub fn step(ctx: &StepContext, step: &Step) -> Result<StepOutput> {
     let images = batch.single_view()?.images.to_device(ctx.device)?;
     let labels = batch.labels.to_device(ctx.device)?;
     if state.in_stage2(ctx.epoch) {
-        // Frozen backbone, BatchNorm in training mode (shift learning), classifier trained.
+        // Frozen backbone, BatchNorm in training mode (shift learning), classifier and logit
+        // scale trained.
         let f = ctx.query.encoder().forward_t(&images, true)?.detach();
         let logits = ctx.query.classify(&f)?;
         let loss = state.smoothing.forward(&logits, &labels)?;
-        return Ok(StepOutput {
-            loss,
-            logits,
-            labels,
-            enqueue: None,
-            ratios: None,
-        });
+        return Ok(StepOutput::supervised(loss, logits, labels));
     }
     let alpha = ctx.cfg.mislas.mixup_alpha;
     if alpha == 0.0 {
         let f = ctx.query.encoder().forward_t(&images, true)?;
-        let logits = ctx.query.classify(&f)?;
+        let logits = ctx.query.classify_unscaled(&f)?;
         let loss = supcon::cross_entropy(&logits, &labels)?;
-        return Ok(StepOutput {
-            loss,
-            logits,
-            labels,
-            enqueue: None,
-            ratios: None,
-        });
+        return Ok(StepOutput::supervised(loss, logits, labels));
     }
     let b = labels.dim(0)?;
     let (lam, perm) = mixup_draw(ctx, alpha, b)?;
@@ -206,18 +202,16 @@ pub fn step(ctx: &StepContext, step: &Step) -> Result<StepOutput> {
     let mixed = ((&images * lam)? + (images.index_select(&perm, 0)? * (1.0 - lam))?)?;
     let other = labels.index_select(&perm, 0)?;
     let f = ctx.query.encoder().forward_t(&mixed, true)?;
-    let logits = ctx.query.classify(&f)?;
+    let logits = ctx.query.classify_unscaled(&f)?;
     let loss = ((supcon::cross_entropy(&logits, &labels)? * lam)?
         + (supcon::cross_entropy(&logits, &other)? * (1.0 - lam))?)?;
     // Training accuracy against the label that dominates the mix.
     let scored = if lam >= 0.5 { labels } else { other };
-    Ok(StepOutput {
+    Ok(StepOutput::supervised(
         loss,
         logits,
-        labels: scored.to_dtype(DType::U32)?,
-        enqueue: None,
-        ratios: None,
-    })
+        scored.to_dtype(DType::U32)?,
+    ))
 }
 
 /// `lam ~ Beta(alpha, alpha)` and a permutation of `0..b`, seeded by (seed, epoch, step) so a

@@ -17,11 +17,43 @@ pub mod mislas;
 pub mod paco;
 pub mod spmix;
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor, D};
-use model::{MomentumKeyNetwork, QueryNetwork};
+use model::{ModelConfig, MomentumKeyNetwork, QueryNetwork};
 use supcon::{LabelledQueue, PacoLoss};
 
-use crate::config::{Config, KeyNetwork};
+use crate::config::{Config, KeyNetwork, MethodName};
+
+/// The query network a run of `cfg` trains: with MiSLAS's learnable per-class logit scale when
+/// the method is `mislas` and `mislas.logit_scale` is on, else the plain network.
+pub fn query_network(cfg: &Config, device: &Device) -> model::Result<QueryNetwork> {
+    if cfg.method.name == MethodName::Mislas && cfg.mislas.logit_scale {
+        QueryNetwork::with_logit_scale(&cfg.model, device)
+    } else {
+        QueryNetwork::new(&cfg.model, device)
+    }
+}
+
+/// The query network that a checkpoint's `tensors` (query network under `query.`) fill: with a
+/// logit scale exactly when they hold one (so runs written before MiSLAS had it still evaluate,
+/// predict and export).
+pub fn query_network_for(
+    model: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    device: &Device,
+) -> model::Result<QueryNetwork> {
+    let scale = format!(
+        "query.{}{}",
+        model.arch.classifier_prefix(),
+        model::network::LOGIT_SCALE_NAME
+    );
+    if tensors.contains_key(&scale) {
+        QueryNetwork::with_logit_scale(model, device)
+    } else {
+        QueryNetwork::new(model, device)
+    }
+}
 
 /// The networks and losses a step uses.
 pub struct StepContext<'a> {
@@ -53,6 +85,20 @@ pub struct StepOutput {
     pub enqueue: Option<(Tensor, Tensor)>,
     /// The mixing ratios the step used (SPMix only), for tracing.
     pub ratios: Option<MixRatios>,
+}
+
+impl StepOutput {
+    /// The output of a step that only trains against labels (nothing to enqueue, no mixing
+    /// ratios): `loss` scalar, `logits` `(B, C)`, `labels` `(B,)` u32.
+    pub fn supervised(loss: Tensor, logits: Tensor, labels: Tensor) -> Self {
+        Self {
+            loss,
+            logits,
+            labels,
+            enqueue: None,
+            ratios: None,
+        }
+    }
 }
 
 /// SPMix's per-view mixing ratios, each `(B, N)`: the foreground's share of every token.

@@ -12,7 +12,7 @@ use dataset::data_set::DataSet;
 use dataset::loader::{BaselineSampler, Loader, LoaderConfig, LoaderMode};
 use dataset::sampler::derive_seed;
 use dataset::split_check::check_split_files;
-use model::{MomentumKeyNetwork, QueryNetwork};
+use model::MomentumKeyNetwork;
 use supcon::{LabelledQueue, PacoLoss, QueueInit};
 
 use super::{open_device, Trainer};
@@ -161,7 +161,7 @@ impl Trainer {
         // Every image and map must be there and readable before epoch 1, not after it.
         check_split_files(&train, "train", cfg.method.name == MethodName::Spmix)?;
         check_split_files(&val, "val", false)?;
-        let query = QueryNetwork::new(&cfg.model, &device)?;
+        let query = crate::methods::query_network(&cfg, &device)?;
         crate::init::seeded_init(&query, cfg.run.seed)?;
         if !cfg.run.pretrained.as_os_str().is_empty() {
             let p = &cfg.run.pretrained;
