@@ -38,5 +38,8 @@ export CUDA_PATH=$_dir/link
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
 export CUDARC_CUDA_VERSION=13000
 export CPATH=$CUDA_TK/include${CPATH:+:$CPATH}
+# candle-kernels compiles its MoE/GGUF kernels through cudaforge, which uses half the cores unless
+# told otherwise: one nvcc at a time on a 2-core machine, ~8 minutes of that build alone.
+export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
 echo "CUDA 13.0 toolchain ready: nvcc $(nvcc --version | tail -n 1); CUDA_ROOT=$CUDA_ROOT CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP"
 set +e
