@@ -36,6 +36,12 @@ pub fn head_prefixes(arch: Arch) -> [&'static str; 3] {
 /// `fc.logit_scale`).
 pub const LOGIT_SCALE_NAME: &str = "logit_scale";
 
+/// The full variable name of the per-class logit scale for `arch` (`head.logit_scale`,
+/// `fc.logit_scale`).
+pub fn logit_scale_name(arch: Arch) -> String {
+    format!("{}{LOGIT_SCALE_NAME}", arch.classifier_prefix())
+}
+
 /// Encoder, projector, predictor and classifier with their variables.
 pub struct QueryNetwork {
     varmap: VarMap,
@@ -151,7 +157,7 @@ impl QueryNetwork {
     pub fn logit_scale_name(&self) -> Option<String> {
         self.logit_scale
             .as_ref()
-            .map(|_| format!("{}{LOGIT_SCALE_NAME}", self.cfg.arch.classifier_prefix()))
+            .map(|_| logit_scale_name(self.cfg.arch))
     }
 
     /// `(q, logits)`: predictor(projector(features)) `(B, proj_dim)` (not normalised) and the

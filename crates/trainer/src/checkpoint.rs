@@ -17,6 +17,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+/// Prefix of the query network's variables in `state.safetensors`.
+pub const QUERY_PREFIX: &str = "query.";
+
 /// What the training loop knows between steps, saved in `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {

@@ -26,7 +26,7 @@ pub fn load_query(
     tensors: &HashMap<String, Tensor>,
     origin: &str,
 ) -> Result<()> {
-    let map: BTreeMap<String, Tensor> = checkpoint::strip_prefix(tensors, "query.")
+    let map: BTreeMap<String, Tensor> = checkpoint::strip_prefix(tensors, checkpoint::QUERY_PREFIX)
         .into_iter()
         .collect();
     model::loading::load_tensors(query.varmap(), &map, &LoadOptions::default(), origin)

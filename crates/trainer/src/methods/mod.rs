@@ -44,9 +44,9 @@ pub fn query_network_for(
     device: &Device,
 ) -> model::Result<QueryNetwork> {
     let scale = format!(
-        "query.{}{}",
-        model.arch.classifier_prefix(),
-        model::network::LOGIT_SCALE_NAME
+        "{}{}",
+        crate::checkpoint::QUERY_PREFIX,
+        model::network::logit_scale_name(model.arch)
     );
     if tensors.contains_key(&scale) {
         QueryNetwork::with_logit_scale(model, device)

@@ -120,7 +120,7 @@ impl Trainer {
             .query
             .tensors()?
             .into_iter()
-            .map(|(k, t)| (format!("query.{k}"), t))
+            .map(|(k, t)| (format!("{}{k}", crate::checkpoint::QUERY_PREFIX), t))
             .collect();
         if let Some(key) = &self.key {
             out.extend(
